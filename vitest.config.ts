@@ -1,0 +1,13 @@
+import { defineConfig } from 'vitest/config';
+
+export default defineConfig({
+  test: {
+    include: ['test/**/*.test.ts'],
+    // Temporal's native bridge and child processes are happier in forks than worker threads.
+    pool: 'forks',
+    testTimeout: 120_000,
+    hookTimeout: 120_000,
+    // Two cores: run files two at a time so server start-up and ffmpeg don't starve each other.
+    maxWorkers: 2,
+  },
+});
