@@ -1,0 +1,68 @@
+/**
+ * Crash-safe file writes: readers see the old content or the new content, never a torn file.
+ */
+import { randomBytes } from 'node:crypto';
+import { promises as fs } from 'node:fs';
+import * as path from 'node:path';
+import { InputError } from '../errors';
+
+/**
+ * Writes `data` to a temp file beside `filePath`, fsyncs it, renames it over `filePath` and fsyncs the
+ * directory (best effort: not every platform can), creating parent folders as needed.
+ */
+export async function writeFileAtomic(filePath: string, data: string | Uint8Array): Promise<void> {
+  const dir = path.dirname(filePath);
+  await fs.mkdir(dir, { recursive: true });
+  // Same directory, so the rename stays on one filesystem; a dot name keeps it out of folder scans.
+  const tmp = path.join(dir, `.${path.basename(filePath)}.${randomBytes(6).toString('hex')}.tmp`);
+  try {
+    const handle = await fs.open(tmp, 'wx');
+    try {
+      await handle.writeFile(data);
+      await handle.sync();
+    } finally {
+      await handle.close();
+    }
+    await fs.rename(tmp, filePath);
+  } catch (err) {
+    await fs.rm(tmp, { force: true });
+    throw err;
+  }
+  await fsyncDir(dir);
+}
+
+/**
+ * Parsed JSON of `filePath`, or undefined when it does not exist. A file that exists but is not valid JSON
+ * is an InputError naming the file (it is left untouched for the user to inspect).
+ */
+export async function readJsonIfExists<T>(filePath: string): Promise<T | undefined> {
+  let text: string;
+  try {
+    text = await fs.readFile(filePath, 'utf8');
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+    throw err;
+  }
+  try {
+    return JSON.parse(text.replace(/^\uFEFF/, '')) as T;
+  } catch (err) {
+    throw new InputError(
+      `${filePath} is not valid JSON (${(err as Error).message}).`,
+      'corrupt-json',
+      `Repair the file or move it aside, then re-run; i2v never overwrites it while it is unreadable.`,
+    );
+  }
+}
+
+async function fsyncDir(dir: string): Promise<void> {
+  try {
+    const handle = await fs.open(dir, 'r');
+    try {
+      await handle.sync();
+    } finally {
+      await handle.close();
+    }
+  } catch {
+    // Directories cannot be opened or fsynced on some platforms (Windows); the rename is still atomic.
+  }
+}

@@ -1,0 +1,165 @@
+/**
+ * The task record, `08_generated_videos/tasks.json`: one entry per shot keyed `Episode-01-001`, with the
+ * snake_case fields the original Python tool wrote (studios' tools read them), plus our additions.
+ * Every update is a locked read-modify-write followed by an atomic replace, so concurrent writers (activities
+ * in one worker, or several workers sharing the folder) never lose each other's entries or tear the file.
+ */
+import { promises as fs } from 'node:fs';
+import * as path from 'node:path';
+import { InputError } from '../errors';
+import { readJsonIfExists, writeFileAtomic } from './atomic';
+import { withFileLock } from './lock';
+import { relativeToRun, tasksJsonPath } from './paths';
+
+export type TaskRecordStatus = 'PENDING' | 'SUBMITTED' | 'RUNNING' | 'DOWNLOADING' | 'SUCCESS' | 'FAILED';
+
+export interface TaskRecordEntry {
+  task_id: string | null;
+  status: TaskRecordStatus;
+  /** Run-relative, `/`-separated: `05_generated_images/Episode-01/Episode-01-Shot-001.png`. */
+  image_path: string;
+  prompt: string;
+  video_url: string | null;
+  /** Run-relative, `/`-separated. */
+  video_path: string | null;
+  /** Run-relative, `/`-separated. */
+  thumbnail_path: string | null;
+  /** Local time, `YYYY-MM-DD HH:MM:SS` (see formatLocalTime). */
+  submit_time: string | null;
+  complete_time: string | null;
+  error_message: string | null;
+  // Additions over the original tool:
+  episode: number;
+  shot: number;
+  take: number;
+  model?: string;
+  resolution?: string;
+  error_code?: string | null;
+  /** ISO 8601, set on every update. */
+  updated_at: string;
+}
+
+/** Fields every update carries, so any update can create the entry (e.g. after tasks.json was deleted). */
+export type TaskRecordIdentity = Pick<TaskRecordEntry, 'episode' | 'shot' | 'take' | 'image_path' | 'prompt'>;
+
+/**
+ * Path fields (`image_path`, `video_path`, `thumbnail_path`) may be given absolute; they are stored relative
+ * to the run folder. Fields set to undefined are left as they are; `updated_at` is always set.
+ */
+export type TaskRecordPatch = Partial<Omit<TaskRecordEntry, 'updated_at'>> & TaskRecordIdentity;
+
+export type TaskRecord = Record<string, TaskRecordEntry>;
+
+/** Field order in the file: the original tool's, then ours, then any a studio tool added. */
+const FIELD_ORDER: readonly (keyof TaskRecordEntry)[] = [
+  'task_id',
+  'status',
+  'image_path',
+  'prompt',
+  'video_url',
+  'video_path',
+  'thumbnail_path',
+  'submit_time',
+  'complete_time',
+  'error_message',
+  'episode',
+  'shot',
+  'take',
+  'model',
+  'resolution',
+  'error_code',
+  'updated_at',
+];
+
+const PATH_FIELDS = ['image_path', 'video_path', 'thumbnail_path'] as const;
+
+const keyOrder = new Intl.Collator('en', { numeric: true });
+
+/** The record, or `{}` when the run has none yet. A corrupt file is an InputError naming it. */
+export async function readTaskRecord(runDir: string): Promise<TaskRecord> {
+  return loadRecord(tasksJsonPath(runDir));
+}
+
+/** Creates or updates the entry `key` and returns it as written. */
+export async function updateTaskRecord(runDir: string, key: string, patch: TaskRecordPatch, now = new Date()): Promise<TaskRecordEntry> {
+  const file = tasksJsonPath(runDir);
+  const realRunDir = await fs.realpath(runDir).catch(() => path.resolve(runDir));
+  return withFileLock(file, async () => {
+    const record = await loadRecord(file);
+    const defined = Object.fromEntries(Object.entries(patch).filter(([, v]) => v !== undefined)) as Partial<TaskRecordEntry>;
+    for (const field of PATH_FIELDS) {
+      const value = defined[field];
+      if (typeof value === 'string') defined[field] = storedPath(realRunDir, runDir, value);
+    }
+    const merged: TaskRecordEntry = {
+      ...newEntry(patch),
+      ...record[key],
+      ...defined,
+      updated_at: now.toISOString(),
+    };
+    const entry = ordered(merged);
+    record[key] = entry;
+    await writeFileAtomic(file, serialise(record));
+    return entry;
+  });
+}
+
+/** `2025-01-17 10:30:15` in the machine's local time zone, as the original tool wrote times. */
+export function formatLocalTime(date: Date): string {
+  const p = (n: number): string => String(n).padStart(2, '0');
+  return (
+    `${date.getFullYear()}-${p(date.getMonth() + 1)}-${p(date.getDate())} ` +
+    `${p(date.getHours())}:${p(date.getMinutes())}:${p(date.getSeconds())}`
+  );
+}
+
+function newEntry(identity: TaskRecordIdentity): Omit<TaskRecordEntry, 'updated_at'> {
+  return {
+    task_id: null,
+    status: 'PENDING',
+    image_path: identity.image_path,
+    prompt: identity.prompt,
+    video_url: null,
+    video_path: null,
+    thumbnail_path: null,
+    submit_time: null,
+    complete_time: null,
+    error_message: null,
+    episode: identity.episode,
+    shot: identity.shot,
+    take: identity.take,
+  };
+}
+
+async function loadRecord(file: string): Promise<TaskRecord> {
+  const data = await readJsonIfExists<unknown>(file);
+  if (data === undefined) return {};
+  if (typeof data !== 'object' || data === null || Array.isArray(data)) {
+    throw new InputError(
+      `${file} is not a task record (expected a JSON object keyed like "Episode-01-001").`,
+      'corrupt-json',
+      'Repair the file or move it aside, then re-run; i2v never overwrites it while it is unreadable.',
+    );
+  }
+  return data as TaskRecord;
+}
+
+/** Absolute paths inside the run become run-relative; both the given and the resolved run path count. */
+function storedPath(realRunDir: string, runDir: string, p: string): string {
+  if (!path.isAbsolute(p)) return p.split(path.sep).join('/');
+  const viaReal = relativeToRun(realRunDir, p);
+  return path.isAbsolute(viaReal) ? relativeToRun(path.resolve(runDir), p) : viaReal;
+}
+
+function ordered(entry: TaskRecordEntry): TaskRecordEntry {
+  const out: Record<string, unknown> = {};
+  for (const field of FIELD_ORDER) if (field in entry) out[field] = entry[field];
+  for (const field of Object.keys(entry).sort()) if (!(field in out)) out[field] = (entry as unknown as Record<string, unknown>)[field];
+  return out as unknown as TaskRecordEntry;
+}
+
+function serialise(record: TaskRecord): string {
+  const sorted: TaskRecord = {};
+  for (const key of Object.keys(record).sort(keyOrder.compare)) sorted[key] = record[key]!;
+  return `${JSON.stringify(sorted, null, 2)}\n`;
+}
