@@ -1,0 +1,96 @@
+/**
+ * What the emulator was asked to do, for tests and dry-run reports: accepted (paid) submissions plus
+ * request counters. With a ledger file, accepted submissions are appended as JSON lines and reloaded
+ * on start, so "how many paid submissions" survives emulator restarts (the counters do not).
+ */
+import { appendFile, readFile } from 'node:fs/promises';
+
+export interface LedgerSubmission {
+  taskId: string;
+  /** ISO time of acceptance. */
+  at: string;
+  model: string;
+  /** The prompt as submitted. */
+  prompt: string;
+  imageSha256: string;
+  imageBytes: number;
+  mime: string;
+  width: number;
+  height: number;
+  resolution: string;
+}
+
+export interface Ledger {
+  /** Accepted (paid) submissions only. */
+  submissions: LedgerSubmission[];
+  /** Every POST to the submit path, including rejected ones. */
+  posts: number;
+  /** Every task GET. */
+  gets: number;
+  /** Every video GET, including range requests. */
+  downloads: number;
+}
+
+export class LedgerBook {
+  private posts = 0;
+  private gets = 0;
+  private downloads = 0;
+
+  private constructor(
+    private readonly file: string | undefined,
+    private readonly submissions: LedgerSubmission[],
+  ) {}
+
+  static async open(file?: string): Promise<LedgerBook> {
+    return new LedgerBook(file, file ? await loadLedgerFile(file) : []);
+  }
+
+  countPost(): void {
+    this.posts++;
+  }
+
+  countGet(): void {
+    this.gets++;
+  }
+
+  countDownload(): void {
+    this.downloads++;
+  }
+
+  /** Persists first, so a submission the client was told about is never missing from the file. */
+  async recordSubmission(submission: LedgerSubmission): Promise<void> {
+    if (this.file) await appendFile(this.file, `${JSON.stringify(submission)}\n`);
+    this.submissions.push(submission);
+  }
+
+  snapshot(): Ledger {
+    return {
+      submissions: this.submissions.map((s) => ({ ...s })),
+      posts: this.posts,
+      gets: this.gets,
+      downloads: this.downloads,
+    };
+  }
+}
+
+async function loadLedgerFile(file: string): Promise<LedgerSubmission[]> {
+  let text: string;
+  try {
+    text = await readFile(file, 'utf8');
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return [];
+    throw err;
+  }
+  // Terminate a line cut short by a crash, so the next append starts on a line of its own.
+  if (text !== '' && !text.endsWith('\n')) await appendFile(file, '\n');
+  const submissions: LedgerSubmission[] = [];
+  for (const line of text.split('\n')) {
+    if (line.trim() === '') continue;
+    try {
+      submissions.push(JSON.parse(line) as LedgerSubmission);
+    } catch {
+      // A line cut short by a crash mid-append: that submission was never acknowledged to a client.
+    }
+  }
+  return submissions;
+}
