@@ -13,6 +13,11 @@ export default tseslint.config(
     },
   },
   {
+    files: ['bin/**/*.js'],
+    languageOptions: { sourceType: 'commonjs', globals: { require: 'readonly', module: 'readonly', __dirname: 'readonly' } },
+    rules: { '@typescript-eslint/no-require-imports': 'off' },
+  },
+  {
     // Workflow code must stay deterministic and replay-safe.
     files: ['src/workflows/**/*.ts'],
     rules: {
@@ -22,7 +27,7 @@ export default tseslint.config(
         { object: 'Date', property: 'now', message: 'Use workflow time (Date inside workflows is replay-safe only via new Date()).' },
         { object: 'Math', property: 'random', message: 'Use a deterministic source; randomness breaks replay.' },
       ],
-      'no-restricted-imports': ['error', { patterns: ['node:*', 'fs', 'path', 'undici', 'sharp', 'fluent-ffmpeg', '../activities/*', '../provider/client', '../media/*'] }],
+      '@typescript-eslint/no-restricted-imports': ['error', { patterns: [{ group: ['node:*', 'fs', 'path', 'undici', 'sharp', 'fluent-ffmpeg', '../activities', '../activities/*', '../provider/client', '../media/*', '../runs/*'], allowTypeImports: true }] }],
     },
   },
 );

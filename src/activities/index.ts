@@ -1,0 +1,209 @@
+/**
+ * Temporal activities: thin adapters from workflow calls to the provider client, media and run-folder code.
+ * Built by a factory so the worker (and tests) decide the dependencies. Arguments and results are small
+ * JSON: paths, hashes, ids. Image bytes are read here, inside `submitTask`, and never leave it.
+ */
+import { readFile, rename, mkdir, access } from 'node:fs/promises';
+import path from 'node:path';
+import { ApplicationFailure, Context } from '@temporalio/activity';
+import type { GenerationParams } from '../config';
+import { InputError, ProviderError, redact } from '../errors';
+import type { ProviderClient } from '../provider/client';
+import { toDataUrl } from '../provider/client';
+import { prepareImage, type ImageLimits, DEFAULT_IMAGE_LIMITS } from '../media/image';
+import { downloadVideo, DownloadError } from '../media/download';
+import { extractThumbnails } from '../media/video';
+import { outputPaths, preparedCacheDir, relativeToRun } from '../runs/paths';
+import { markSubmissionStarted, readSubmission, recordSubmission, clearSubmissionStarted } from '../runs/journal';
+import { updateTaskRecord, formatLocalTime } from '../runs/taskRecord';
+import type { ShotSpec } from '../workflows/types';
+
+export interface ActivityDeps {
+  provider: ProviderClient;
+  /** Secrets to scrub from every message that leaves an activity. */
+  secrets: string[];
+  imageLimits?: ImageLimits;
+  maxVideoBytes: number;
+  smallThumbnailWidth: number;
+  /** Injectable clock (tests). */
+  now?: () => Date;
+}
+
+export type ShotRecordUpdate =
+  | { kind: 'submitted'; taskId: string }
+  | { kind: 'succeeded'; taskId: string; videoUrl: string; videoPath: string; thumbnailPath: string }
+  | { kind: 'failed'; taskId?: string; errorCode: string; errorMessage: string };
+
+export function createActivities(deps: ActivityDeps) {
+  const now = deps.now ?? (() => new Date());
+  const clean = (text: string) => redact(text, deps.secrets);
+
+  return {
+    /** Makes the image acceptable to the API (format, size, pixel limits); returns where the prepared copy is. */
+    async prepareImage(args: { runDir: string; imagePath: string }) {
+      return guard(clean, async () => {
+        const prepared = await prepareImage(args.imagePath, preparedCacheDir(args.runDir), deps.imageLimits ?? DEFAULT_IMAGE_LIMITS);
+        return { path: prepared.path, mime: prepared.mime, width: prepared.width, height: prepared.height, bytes: prepared.bytes, sha256: prepared.sha256, changes: prepared.changes };
+      });
+    },
+
+    /**
+     * Submits one shot take, at most once. The journal entry is written before the POST ('started') and right
+     * after it returns (task id), so a retry after a crash re-uses the task instead of paying again, and a POST
+     * whose outcome is unknown stops here instead of being repeated blindly.
+     */
+    async submitTask(args: { runDir: string; submissionKey: string; image: { path: string; mime: string }; prompt: string; generation: GenerationParams }) {
+      return guard(clean, async () => {
+        const previous = await readSubmission(args.runDir, args.submissionKey);
+        if (previous?.state === 'submitted' && previous.taskId) {
+          const submittedAt = Date.parse(previous.submittedAt ?? previous.startedAt);
+          return { taskId: previous.taskId, reused: true, elapsedSinceSubmitMs: Math.max(0, now().getTime() - submittedAt) };
+        }
+        if (previous?.state === 'started') {
+          throw ApplicationFailure.create({
+            type: 'SubmitUncertain',
+            nonRetryable: true,
+            message: 'A previous submission of this take was sent but its outcome is unknown (crash, timeout or reset); it was not repeated so you are not charged twice. Check the provider console, then run `i2v regenerate` for this shot.',
+          });
+        }
+        const imageDataUrl = toDataUrl(args.image.mime, await readFile(args.image.path));
+        await markSubmissionStarted(args.runDir, args.submissionKey);
+        try {
+          const result = await deps.provider.submit({ imageDataUrl, prompt: args.prompt, params: args.generation });
+          await recordSubmission(args.runDir, args.submissionKey, { taskId: result.taskId, submittedAt: now().toISOString(), requestId: result.requestId });
+          return { taskId: result.taskId, reused: false, elapsedSinceSubmitMs: 0 };
+        } catch (err) {
+          // Only a request the provider certainly did not accept may be tried again.
+          if (err instanceof ProviderError && !err.outcomeUnknown) await clearSubmissionStarted(args.runDir, args.submissionKey);
+          if (err instanceof ProviderError && err.outcomeUnknown) {
+            throw ApplicationFailure.create({
+              type: 'SubmitUncertain',
+              nonRetryable: true,
+              message: `The submission was sent but its outcome is unknown (${err.message}); not repeated so you are not charged twice. Run \`i2v regenerate\` for this shot to try again.`,
+            });
+          }
+          throw err;
+        }
+      });
+    },
+
+    /** One status check of a provider task. */
+    async checkTask(args: { taskId: string }) {
+      return guard(clean, async () => {
+        const t = await deps.provider.getTask(args.taskId);
+        return { status: t.status, done: t.done, succeeded: t.succeeded, videoUrl: t.videoUrl, code: t.code, message: t.message, videoSeconds: t.usage.videoSeconds };
+      });
+    },
+
+    /**
+     * Downloads the take's video, verified, to its final name. A take after the first is downloaded beside the
+     * canonical file and swapped in only once complete; the file it replaces is kept under `takes/`.
+     */
+    async downloadVideo(args: { runDir: string; shot: ShotSpec; videoUrl: string }) {
+      return guard(clean, async () => {
+        const out = outputPaths(args.runDir, args.shot.episode, args.shot.shot);
+        const takesDir = path.join(out.episodeDir, 'takes');
+        const target = args.shot.take === 1 ? out.videoPath : path.join(takesDir, `${args.shot.name}-take-${args.shot.take}.mp4`);
+        const result = await downloadVideo(args.videoUrl, target, {
+          maxBytes: deps.maxVideoBytes,
+          onProgress: (bytes, total) => Context.current().heartbeat({ bytes, total }),
+        });
+        if (target !== out.videoPath) {
+          if (await exists(out.videoPath)) {
+            await mkdir(takesDir, { recursive: true });
+            await rename(out.videoPath, await freeName(path.join(takesDir, `${args.shot.name}-take-${args.shot.take - 1}.mp4`)));
+          }
+          await rename(target, out.videoPath);
+        }
+        return { videoPath: out.videoPath, videoUrl: args.videoUrl, bytes: result.bytes, durationSeconds: result.video.durationSeconds, width: result.video.width, height: result.video.height };
+      });
+    },
+
+    /** First frame as PNG plus a small copy for reports. */
+    async makeThumbnails(args: { runDir: string; shot: ShotSpec; videoPath: string }) {
+      return guard(clean, async () => {
+        const out = outputPaths(args.runDir, args.shot.episode, args.shot.shot);
+        const t = await extractThumbnails(args.videoPath, out.thumbnailPath, out.smallThumbnailPath, deps.smallThumbnailWidth);
+        return { thumbnailPath: t.thumbnailPath, smallThumbnailPath: t.smallThumbnailPath };
+      });
+    },
+
+    /** Writes the shot's entry in `tasks.json` (atomically, safe against concurrent episodes). */
+    async recordShot(args: { runDir: string; shot: ShotSpec; generation: GenerationParams; update: ShotRecordUpdate }) {
+      return guard(clean, async () => {
+        const { runDir, shot, update } = args;
+        const time = formatLocalTime(now());
+        const common = {
+          episode: shot.episode, shot: shot.shot, take: shot.take, image_path: relativeToRun(runDir, shot.imagePath), prompt: shot.prompt,
+          model: args.generation.model, resolution: args.generation.resolution,
+        };
+        switch (update.kind) {
+          case 'submitted':
+            await updateTaskRecord(runDir, shot.key, {
+              ...common, task_id: update.taskId, status: 'RUNNING', submit_time: time, complete_time: null,
+              video_url: null, video_path: null, thumbnail_path: null, error_message: null, error_code: null,
+            });
+            return;
+          case 'succeeded':
+            await updateTaskRecord(runDir, shot.key, {
+              ...common, task_id: update.taskId, status: 'SUCCESS', complete_time: time, video_url: update.videoUrl,
+              video_path: relativeToRun(runDir, update.videoPath), thumbnail_path: relativeToRun(runDir, update.thumbnailPath), error_message: null, error_code: null,
+            });
+            return;
+          case 'failed':
+            await updateTaskRecord(runDir, shot.key, {
+              ...common, task_id: update.taskId ?? null, status: 'FAILED', complete_time: time, error_message: clean(update.errorMessage), error_code: update.errorCode,
+            });
+            return;
+        }
+      });
+    },
+  };
+}
+
+export type Activities = ReturnType<typeof createActivities>;
+
+/** Maps our typed errors to Temporal failures: retryable or not, with the provider's Retry-After honoured. */
+async function guard<T>(clean: (s: string) => string, fn: () => Promise<T>): Promise<T> {
+  try {
+    return await fn();
+  } catch (err) {
+    if (err instanceof ApplicationFailure) throw err;
+    if (err instanceof InputError) {
+      throw ApplicationFailure.create({ type: 'InputError', nonRetryable: true, message: clean(err.message + (err.fix ? ` ${err.fix}` : '')), details: [err.category] });
+    }
+    if (err instanceof ProviderError) {
+      throw ApplicationFailure.create({
+        type: err.code,
+        nonRetryable: !err.retryable,
+        message: clean(err.message),
+        nextRetryDelay: err.retryAfterMs,
+        details: [{ httpStatus: err.httpStatus, requestId: err.requestId }],
+      });
+    }
+    if (err instanceof DownloadError) {
+      const type = err.code === 'url-expired' ? 'UrlExpired' : `Download.${err.code}`;
+      throw ApplicationFailure.create({ type, nonRetryable: !err.retryable, message: clean(err.message) });
+    }
+    if (err instanceof Error) throw ApplicationFailure.create({ type: err.name, message: clean(err.message) });
+    throw err;
+  }
+}
+
+async function exists(p: string): Promise<boolean> {
+  try {
+    await access(p);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** `p` if free, else `p` with a numeric suffix: an archived take is never overwritten. */
+async function freeName(p: string): Promise<string> {
+  const { dir, name, ext } = path.parse(p);
+  for (let i = 1; ; i++) {
+    const candidate = i === 1 ? p : path.join(dir, `${name}-${i}${ext}`);
+    if (!(await exists(candidate))) return candidate;
+  }
+}

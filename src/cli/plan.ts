@@ -1,0 +1,69 @@
+/**
+ * From a scanned run folder and its task record to episode workflow inputs: which shots are already done,
+ * and which take each of the others runs next. Pure, so every rule here is unit-tested.
+ */
+import type { GenerationParams } from '../config';
+import type { PlannedEpisode, RunPlan } from '../runs/scan';
+import type { TaskRecordEntry } from '../runs/taskRecord';
+import type { EpisodeWorkflowInput, PollSchedule, ShotResult, ShotSpec } from '../workflows/types';
+
+/**
+ * Failures after which the same take is tried again rather than a new (paid) one: the task may still be
+ * running at the provider (deadline) and is re-checked first through the submission journal.
+ */
+const RESUME_SAME_TAKE = new Set(['DeadlineExceeded']);
+
+export interface RunSettings {
+  generation: GenerationParams;
+  deadlineSeconds: number;
+  poll: PollSchedule;
+  maxInFlight: number;
+}
+
+/** Take to run next for a shot, given its record (if any). `undefined` means it is done. */
+export function nextTake(record: TaskRecordEntry | undefined, outputsPresent: boolean): { take: number; done: boolean } {
+  if (!record) return { take: 1, done: false };
+  if (record.status === 'SUCCESS' && outputsPresent) return { take: record.take, done: true };
+  if (record.status === 'FAILED' && record.task_id && !RESUME_SAME_TAKE.has(record.error_code ?? '')) {
+    return { take: record.take + 1, done: false };
+  }
+  // Not submitted yet, interrupted mid-take, or its video went missing: the same take resumes (and re-uses its
+  // task id from the journal when it has one).
+  return { take: record.take, done: false };
+}
+
+export function episodeInput(
+  plan: Pick<RunPlan, 'runDir' | 'runId'>,
+  episode: PlannedEpisode,
+  records: Record<string, TaskRecordEntry>,
+  outputsPresent: (shot: ShotSpec) => boolean,
+  settings: RunSettings,
+): EpisodeWorkflowInput {
+  const shots: ShotSpec[] = [];
+  const done: ShotResult[] = [];
+  for (const planned of episode.shots) {
+    const record = records[planned.key];
+    const base = { episode: planned.episode, shot: planned.shot, key: planned.key, name: planned.name, imagePath: planned.imagePath, prompt: planned.prompt };
+    const probe: ShotSpec = { ...base, take: record?.take ?? 1 };
+    const next = nextTake(record, record ? outputsPresent(probe) : false);
+    const spec: ShotSpec = { ...base, take: next.take };
+    shots.push(spec);
+    if (next.done && record) {
+      done.push({
+        key: spec.key, episode: spec.episode, shot: spec.shot, take: spec.take, status: 'SUCCESS', skipped: true,
+        taskId: record.task_id ?? undefined, videoPath: record.video_path ?? undefined, thumbnailPath: record.thumbnail_path ?? undefined, polls: 0,
+      });
+    }
+  }
+  return {
+    runDir: plan.runDir,
+    runId: plan.runId,
+    episode: episode.episode,
+    shots,
+    done,
+    generation: settings.generation,
+    deadlineSeconds: settings.deadlineSeconds,
+    poll: settings.poll,
+    maxInFlight: settings.maxInFlight,
+  };
+}

@@ -1,0 +1,133 @@
+/**
+ * One episode: a child workflow per shot take, at most `maxInFlight` at once, in shot order. Answers the
+ * `progress` query and accepts `regenerate` updates while it runs. Deterministic: no I/O here.
+ */
+import { ChildWorkflowFailure, allHandlersFinished, condition, setCurrentDetails, setHandler, startChild } from '@temporalio/workflow';
+import { episodeProgressQuery, regenerateUpdate, shotPhaseSignal } from './messages';
+import { shotWorkflowId } from './ids';
+import { shotWorkflow } from './shot';
+import type {
+  EpisodeProgress, EpisodeResult, EpisodeWorkflowInput, RegenerateRequest, ShotPhase, ShotProgress, ShotResult, ShotSpec,
+} from './types';
+
+const PHASES: ShotPhase[] = ['queued', 'preparing', 'submitting', 'generating', 'downloading', 'done', 'failed'];
+
+interface ShotState {
+  spec: ShotSpec;
+  progress: ShotProgress;
+  result?: ShotResult;
+  running: boolean;
+  /** A regenerate request arrived while a take was running: start the next take after it. */
+  rerun: boolean;
+}
+
+export async function episodeWorkflow(input: EpisodeWorkflowInput): Promise<EpisodeResult> {
+  const doneByKey = new Map(input.done.map((r) => [r.key, r]));
+  const shots = new Map<string, ShotState>();
+  const queue: string[] = [];
+  for (const spec of input.shots) {
+    const result = doneByKey.get(spec.key);
+    const phase: ShotPhase = result ? 'done' : 'queued';
+    shots.set(spec.key, { spec, result, running: false, rerun: false, progress: { key: spec.key, shot: spec.shot, take: spec.take, phase, taskId: result?.taskId } });
+    if (!result) queue.push(spec.key);
+  }
+  let inFlight = 0;
+
+  setHandler(episodeProgressQuery, () => progressOf(input.episode, shots));
+  setHandler(shotPhaseSignal, (update) => {
+    const state = shots.get(update.key);
+    if (!state || state.spec.take !== update.take) return; // a late signal from an earlier take
+    state.progress.phase = update.phase;
+    if (update.taskId) state.progress.taskId = update.taskId;
+  });
+  setHandler(
+    regenerateUpdate,
+    (request: RegenerateRequest) => {
+      const state = stateOfShot(shots, request.shot);
+      const spec = { ...state.spec, take: state.spec.take + 1, prompt: request.prompt ?? state.spec.prompt };
+      state.spec = spec;
+      state.progress = { key: spec.key, shot: spec.shot, take: spec.take, phase: 'queued' };
+      if (state.running) state.rerun = true;
+      else queue.push(spec.key);
+      return { key: spec.key, take: spec.take, workflowId: shotWorkflowId(input.runId, spec.episode, spec.shot, spec.take) };
+    },
+    {
+      validator: (request: RegenerateRequest) => {
+        stateOfShot(shots, request.shot);
+        if (request.prompt !== undefined && !request.prompt.trim()) throw new Error('The new prompt is empty.');
+      },
+    },
+  );
+
+  const runTake = async (state: ShotState): Promise<void> => {
+    const spec = state.spec;
+    state.running = true;
+    inFlight++;
+    try {
+      const child = await startChild(shotWorkflow, {
+        workflowId: shotWorkflowId(input.runId, spec.episode, spec.shot, spec.take),
+        args: [{ runDir: input.runDir, runId: input.runId, shot: spec, generation: input.generation, deadlineSeconds: input.deadlineSeconds, poll: input.poll }],
+        staticSummary: `${spec.name} take ${spec.take}: ${spec.prompt.slice(0, 60)}`,
+      });
+      const result = await child.result();
+      settle(state, spec, result);
+    } catch (err) {
+      // The child itself failed, was terminated or timed out (its own failures come back as FAILED results).
+      const message = err instanceof ChildWorkflowFailure ? `${err.message}: ${err.cause?.message ?? 'no cause'}` : String(err);
+      settle(state, spec, { key: spec.key, episode: spec.episode, shot: spec.shot, take: spec.take, status: 'FAILED', polls: 0, errorCode: 'ShotWorkflowFailed', errorMessage: message, taskId: state.progress.taskId });
+    } finally {
+      state.running = false;
+      inFlight--;
+      if (state.rerun) {
+        state.rerun = false;
+        queue.push(spec.key);
+      }
+      setCurrentDetails(detailsOf(progressOf(input.episode, shots)));
+    }
+  };
+
+  for (;;) {
+    await condition(() => (queue.length > 0 && inFlight < input.maxInFlight) || (queue.length === 0 && inFlight === 0));
+    const key = queue.shift();
+    if (key === undefined) {
+      // Let a regenerate update that arrived at the very end be answered, and its take run, before closing.
+      await condition(allHandlersFinished);
+      if (queue.length === 0 && inFlight === 0) break;
+      continue;
+    }
+    const state = shots.get(key);
+    if (state) void runTake(state);
+  }
+
+  const results = [...shots.values()].map((s) => s.result).filter((r): r is ShotResult => r !== undefined).sort((a, b) => a.shot - b.shot);
+  return {
+    episode: input.episode,
+    total: results.length,
+    succeeded: results.filter((r) => r.status === 'SUCCESS').length,
+    failed: results.filter((r) => r.status === 'FAILED').length,
+    shots: results,
+  };
+}
+
+function settle(state: ShotState, spec: ShotSpec, result: ShotResult): void {
+  if (state.spec.take !== spec.take) return; // a newer take was requested meanwhile; it will report instead
+  state.result = result;
+  state.progress.phase = result.status === 'SUCCESS' ? 'done' : 'failed';
+  if (result.errorMessage) state.progress.error = result.errorMessage;
+}
+
+function stateOfShot(shots: Map<string, ShotState>, shot: number): ShotState {
+  for (const state of shots.values()) if (state.spec.shot === shot) return state;
+  throw new Error(`Shot ${shot} is not part of this episode.`);
+}
+
+function progressOf(episode: number, shots: Map<string, ShotState>): EpisodeProgress {
+  const counts = Object.fromEntries(PHASES.map((p) => [p, 0])) as Record<ShotPhase, number>;
+  const list = [...shots.values()].map((s) => ({ ...s.progress })).sort((a, b) => a.shot - b.shot);
+  for (const p of list) counts[p.phase]++;
+  return { episode, total: list.length, counts, shots: list };
+}
+
+function detailsOf(p: EpisodeProgress): string {
+  return `${p.counts.done}/${p.total} done · ${p.counts.failed} failed · ${p.total - p.counts.done - p.counts.failed} in progress`;
+}

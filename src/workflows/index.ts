@@ -1,0 +1,2 @@
+export { shotWorkflow } from './shot';
+export { episodeWorkflow } from './episode';

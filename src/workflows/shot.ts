@@ -1,0 +1,193 @@
+/**
+ * One take of one shot: prepare the image, submit it once, poll with durable timers until the task ends or
+ * the deadline passes, then download the video and cut its thumbnails. Deterministic: all I/O is in activities.
+ */
+import {
+  ActivityFailure,
+  ApplicationFailure,
+  getExternalWorkflowHandle,
+  proxyActivities,
+  setHandler,
+  sleep,
+  workflowInfo,
+  setCurrentDetails,
+} from '@temporalio/workflow';
+import type { Activities } from '../activities';
+import { shotPhaseSignal, shotProgressQuery } from './messages';
+import { pollDelaySeconds } from './polling';
+import type { ShotPhase, ShotProgress, ShotResult, ShotWorkflowInput } from './types';
+import { submissionKey } from './ids';
+
+const prep = proxyActivities<Activities>({
+  startToCloseTimeout: '5 minutes',
+  retry: { maximumAttempts: 3, nonRetryableErrorTypes: ['InputError'] },
+});
+// Submitting costs money: the activity itself guards against double submission (journal); retries here only
+// cover failures where the provider certainly did not accept the request (429, 5xx, connection refused).
+const submit = proxyActivities<Activities>({
+  startToCloseTimeout: '2 minutes',
+  retry: { initialInterval: '2 seconds', backoffCoefficient: 2, maximumInterval: '1 minute', maximumAttempts: 8 },
+});
+const check = proxyActivities<Activities>({
+  startToCloseTimeout: '1 minute',
+  retry: { initialInterval: '2 seconds', backoffCoefficient: 2, maximumInterval: '30 seconds', maximumAttempts: 6 },
+});
+const files = proxyActivities<Activities>({
+  startToCloseTimeout: '15 minutes',
+  heartbeatTimeout: '1 minute',
+  retry: { initialInterval: '5 seconds', backoffCoefficient: 2, maximumInterval: '1 minute', maximumAttempts: 5 },
+});
+const record = proxyActivities<Activities>({
+  startToCloseTimeout: '30 seconds',
+  retry: { initialInterval: '1 second', maximumInterval: '10 seconds', maximumAttempts: 20 },
+});
+
+/** A shot that cannot finish; the workflow still completes, with a FAILED result the episode can report. */
+class ShotFailed extends Error {
+  constructor(readonly code: string, message: string) {
+    super(message);
+  }
+}
+
+export async function shotWorkflow(input: ShotWorkflowInput): Promise<ShotResult> {
+  const { shot, runDir } = input;
+  const progress: ShotProgress = { key: shot.key, shot: shot.shot, take: shot.take, phase: 'queued' };
+  let polls = 0;
+  setHandler(shotProgressQuery, () => progress);
+
+  const enter = async (phase: ShotPhase, taskId?: string): Promise<void> => {
+    progress.phase = phase;
+    if (taskId) progress.taskId = taskId;
+    setCurrentDetails(`**${phase}**${progress.taskId ? ` · task \`${progress.taskId}\`` : ''}${polls ? ` · ${polls} polls` : ''}`);
+    await notifyParent({ key: shot.key, take: shot.take, phase, taskId: progress.taskId });
+  };
+
+  const base = { key: shot.key, episode: shot.episode, shot: shot.shot, take: shot.take };
+  try {
+    await enter('preparing');
+    const image = await prep.prepareImage({ runDir, imagePath: shot.imagePath });
+
+    await enter('submitting');
+    const submitted = await submit.submitTask({
+      runDir,
+      submissionKey: submissionKey(input.runId, shot.episode, shot.shot, shot.take),
+      image: { path: image.path, mime: image.mime },
+      prompt: shot.prompt,
+      generation: input.generation,
+    });
+    await enter('generating', submitted.taskId);
+    await record.recordShot({ runDir, shot, generation: input.generation, update: { kind: 'submitted', taskId: submitted.taskId } });
+
+    const remainingMs = input.deadlineSeconds * 1000 - submitted.elapsedSinceSubmitMs;
+    const outcome = await pollUntilDone(submitted.taskId, remainingMs, input, () => ++polls);
+    if (!outcome.succeeded || !outcome.videoUrl) {
+      throw new ShotFailed(outcome.code ?? outcome.status, describeTaskEnd(outcome));
+    }
+
+    await enter('downloading');
+    const video = await downloadWithFreshUrl(input, submitted.taskId, outcome.videoUrl);
+    const thumbs = await files.makeThumbnails({ runDir, shot, videoPath: video.videoPath });
+    await record.recordShot({
+      runDir, shot, generation: input.generation,
+      update: { kind: 'succeeded', taskId: submitted.taskId, videoUrl: video.videoUrl, videoPath: video.videoPath, thumbnailPath: thumbs.thumbnailPath },
+    });
+    await enter('done');
+    return { ...base, status: 'SUCCESS', taskId: submitted.taskId, videoPath: video.videoPath, thumbnailPath: thumbs.thumbnailPath, videoSeconds: video.durationSeconds, polls };
+  } catch (err) {
+    const failure = toShotFailure(err);
+    progress.error = failure.message;
+    await record.recordShot({ runDir, shot, generation: input.generation, update: { kind: 'failed', taskId: progress.taskId, errorCode: failure.code, errorMessage: failure.message } });
+    await enter('failed');
+    return { ...base, status: 'FAILED', taskId: progress.taskId, polls, errorCode: failure.code, errorMessage: failure.message };
+  }
+}
+
+type TaskCheck = Awaited<ReturnType<Activities['checkTask']>>;
+
+/**
+ * Checks the task on a capped backoff until it ends. The deadline is a durable timer of its own, so it holds
+ * across worker restarts; it is left to lapse (not cancelled) once the task ends.
+ */
+async function pollUntilDone(taskId: string, remainingMs: number, input: ShotWorkflowInput, countPoll: () => number): Promise<TaskCheck> {
+  if (remainingMs <= 0) throw new ShotFailed('DeadlineExceeded', deadlineMessage(taskId, input.deadlineSeconds));
+  let deadlinePassed = false;
+  const deadline = sleep(remainingMs).then(() => {
+    deadlinePassed = true;
+  });
+  for (let i = 0; ; i++) {
+    await Promise.race([sleep(pollDelaySeconds(i, input.poll) * 1000), deadline]);
+    const n = countPoll();
+    const state = await checkOnce(taskId);
+    if (state?.done) return state;
+    setCurrentDetails(`**generating** · task \`${taskId}\` · ${n} polls · last status ${state?.status ?? 'unreachable'}`);
+    if (deadlinePassed) throw new ShotFailed('DeadlineExceeded', deadlineMessage(taskId, input.deadlineSeconds));
+  }
+}
+
+/** One status check. A transient failure that outlasts the activity's retries is just a missed poll. */
+async function checkOnce(taskId: string): Promise<TaskCheck | undefined> {
+  try {
+    return await check.checkTask({ taskId });
+  } catch (err) {
+    if (err instanceof ActivityFailure && err.cause instanceof ApplicationFailure && err.cause.nonRetryable) throw err;
+    return undefined;
+  }
+}
+
+/** Signed video URLs expire; if the download says so, ask the provider for a fresh one once. */
+async function downloadWithFreshUrl(input: ShotWorkflowInput, taskId: string, videoUrl: string) {
+  const args = { runDir: input.runDir, shot: input.shot };
+  try {
+    return await files.downloadVideo({ ...args, videoUrl });
+  } catch (err) {
+    if (failureType(err) !== 'UrlExpired') throw err;
+    const fresh = await checkOnce(taskId);
+    if (!fresh?.succeeded || !fresh.videoUrl || fresh.videoUrl === videoUrl) {
+      throw new ShotFailed('UrlExpired', `The video URL of task ${taskId} has expired and the provider gave no fresh one.`);
+    }
+    return files.downloadVideo({ ...args, videoUrl: fresh.videoUrl });
+  }
+}
+
+async function notifyParent(update: { key: string; take: number; phase: ShotPhase; taskId?: string }): Promise<void> {
+  const parent = workflowInfo().parent;
+  if (!parent) return;
+  try {
+    await getExternalWorkflowHandle(parent.workflowId).signal(shotPhaseSignal, update);
+  } catch {
+    // The episode may have closed (e.g. cancelled); the shot's own result still records everything.
+  }
+}
+
+function describeTaskEnd(state: TaskCheck): string {
+  switch (state.status) {
+    case 'FAILED':
+      return `The provider failed the task: ${state.code ?? 'no code'}${state.message ? ` (${state.message})` : ''}.`;
+    case 'UNKNOWN':
+      return 'The provider does not know this task (expired after 24 h, or a different account/region).';
+    case 'CANCELED':
+      return 'The task was cancelled at the provider.';
+    default:
+      return `The task ended as ${state.status} without a video URL.`;
+  }
+}
+
+function deadlineMessage(taskId: string, deadlineSeconds: number): string {
+  return `No result within ${Math.round(deadlineSeconds / 60)} min of submission; task ${taskId} is recorded, and a later run re-checks it before paying again.`;
+}
+
+function failureType(err: unknown): string | undefined {
+  if (err instanceof ActivityFailure && err.cause instanceof ApplicationFailure) return err.cause.type ?? undefined;
+  return undefined;
+}
+
+function toShotFailure(err: unknown): ShotFailed {
+  if (err instanceof ShotFailed) return err;
+  if (err instanceof ActivityFailure) {
+    const cause = err.cause;
+    if (cause instanceof ApplicationFailure) return new ShotFailed(cause.type ?? 'ActivityFailed', cause.message);
+    return new ShotFailed('ActivityFailed', cause?.message ?? err.message);
+  }
+  // Anything else is a bug in workflow code: fail the workflow task so it is visible and fixable by a deploy.
+  throw err;
+}

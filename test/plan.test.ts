@@ -1,0 +1,50 @@
+/** Which shots a run redoes, and with which take: the rules that decide whether the user pays again. */
+import { describe, expect, it } from 'vitest';
+import { nextTake } from '../src/cli/plan';
+import type { TaskRecordEntry } from '../src/runs/taskRecord';
+import { resolveTemporalTool } from '../src/temporal/binaries';
+import { DEFAULT_POLL_SCHEDULE, pollDelaySeconds } from '../src/workflows/polling';
+
+const entry = (over: Partial<TaskRecordEntry>): TaskRecordEntry => ({
+  task_id: 't-1', status: 'SUCCESS', image_path: 'x.png', prompt: 'p', video_url: null, video_path: null, thumbnail_path: null,
+  submit_time: null, complete_time: null, error_message: null, episode: 1, shot: 1, take: 1, updated_at: '', ...over,
+} as TaskRecordEntry);
+
+describe('nextTake', () => {
+  it('starts a never-seen shot at take 1', () => {
+    expect(nextTake(undefined, false)).toEqual({ take: 1, done: false });
+  });
+  it('skips a shot whose video and thumbnail are on disk', () => {
+    expect(nextTake(entry({ status: 'SUCCESS', take: 2 }), true)).toEqual({ take: 2, done: true });
+  });
+  it('redoes the same take (re-using its task) when a recorded success lost its files', () => {
+    expect(nextTake(entry({ status: 'SUCCESS', take: 2 }), false)).toEqual({ take: 2, done: false });
+  });
+  it('starts a new take after a task the provider failed', () => {
+    expect(nextTake(entry({ status: 'FAILED', error_code: 'InternalError', take: 1 }), false)).toEqual({ take: 2, done: false });
+  });
+  it('re-checks the same task first when the last run gave up at the deadline', () => {
+    expect(nextTake(entry({ status: 'FAILED', error_code: 'DeadlineExceeded', take: 3 }), false)).toEqual({ take: 3, done: false });
+  });
+  it('resumes the same take when it was interrupted mid-generation', () => {
+    expect(nextTake(entry({ status: 'RUNNING', take: 1 }), false)).toEqual({ take: 1, done: false });
+  });
+  it('retries the same take when it failed before anything was submitted', () => {
+    expect(nextTake(entry({ status: 'FAILED', task_id: null, error_code: 'InputError' }), false)).toEqual({ take: 1, done: false });
+  });
+});
+
+describe('poll schedule', () => {
+  it('grows from 5 s by 1.5× and is capped at 60 s', () => {
+    expect([0, 1, 2, 3, 7, 20].map((i) => pollDelaySeconds(i, DEFAULT_POLL_SCHEDULE))).toEqual([5, 7.5, 11.25, 16.875, 60, 60]);
+  });
+});
+
+describe('Temporal binaries', () => {
+  it('prefers the env override, then the pinned project copy', () => {
+    expect(resolveTemporalTool('temporal', { TEMPORAL_CLI_PATH: '/opt/temporal' })).toEqual({ executable: { type: 'existing-path', path: '/opt/temporal' }, source: 'env' });
+    const pinned = resolveTemporalTool('temporal-test-server', { PATH: '' });
+    expect(pinned.source).toBe('project');
+    expect(pinned.executable).toMatchObject({ type: 'existing-path', path: expect.stringMatching(/\.tools\/temporal-test-server\/[\d.]+\/temporal-test-server$/) });
+  });
+});

@@ -1,0 +1,23 @@
+/**
+ * Replays recorded histories against the current workflow code: a change that would break workflows already
+ * running (non-determinism) fails here. Re-record with `npm run record-histories` only for a deliberate,
+ * versioned (patched) change.
+ */
+import { readdirSync } from 'node:fs';
+import { describe, expect, it } from 'vitest';
+import { Worker } from '@temporalio/worker';
+import { workflowBundle } from '../src/worker';
+import { HISTORY_FIXTURES, loadHistory } from './helpers/histories';
+
+const fixtures = readdirSync(HISTORY_FIXTURES).filter((f) => f.endsWith('.binpb'));
+
+describe('replay of recorded histories', () => {
+  it('has recorded histories of every workflow to replay', () => {
+    expect(fixtures).toEqual(expect.arrayContaining(['episode-success.binpb', 'shot-deadline.binpb', 'shot-failed.binpb', 'shot-success.binpb']));
+  });
+
+  it.each(fixtures)('%s replays deterministically with the current workflow code', async (file) => {
+    const history = await loadHistory(file);
+    await expect(Worker.runReplayHistory({ workflowBundle: await workflowBundle() }, history, file)).resolves.toBeUndefined();
+  });
+});

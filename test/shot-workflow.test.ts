@@ -1,0 +1,142 @@
+/**
+ * The shot workflow on the time-skipping test server, with its real activities talking HTTP to the emulator:
+ * the 2 h deadline, the backoff schedule, failed tasks, and never paying twice for one take.
+ */
+import { randomUUID } from 'node:crypto';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { TestWorkflowEnvironment } from '@temporalio/testing';
+import type { Worker } from '@temporalio/worker';
+import { temporal } from '@temporalio/proto';
+import { DEFAULT_GENERATION, providerConfig } from '../src/config';
+import { startEmulator, type Emulator } from '../src/emulator';
+import { createProviderClient, toDataUrl } from '../src/provider/client';
+import { markSubmissionStarted, recordSubmission } from '../src/runs/journal';
+import { readTaskRecord } from '../src/runs/taskRecord';
+import { scanRun } from '../src/runs/scan';
+import { submissionKey } from '../src/workflows/ids';
+import { DEFAULT_POLL_SCHEDULE, pollDelaySeconds } from '../src/workflows/polling';
+import type { ShotWorkflowInput } from '../src/workflows/types';
+import { maybeRecordHistory } from './helpers/histories';
+import { makeRunFolder } from './helpers/runFolder';
+import { emulatorWorker, timeSkippingEnv } from './helpers/temporal';
+import { readFile } from 'node:fs/promises';
+
+const EventType = temporal.api.enums.v1.EventType;
+
+let env: TestWorkflowEnvironment;
+let emulator: Emulator;
+let worker: Worker;
+let workerRun: Promise<void>;
+const taskQueue = 'shot-tests';
+
+beforeAll(async () => {
+  [env, emulator] = await Promise.all([timeSkippingEnv(), startEmulator({ pendingMs: 0, runningMs: 200, videoSeconds: 1 })]);
+  worker = await emulatorWorker(env.nativeConnection, taskQueue, emulator.baseUrl);
+  workerRun = worker.run();
+});
+
+afterAll(async () => {
+  worker?.shutdown();
+  await workerRun;
+  await env?.teardown();
+  await emulator?.close();
+});
+
+async function shotInput(prompt: string, take = 1): Promise<ShotWorkflowInput> {
+  const runDir = await makeRunFolder([{ episode: 1, shot: 1, prompt }]);
+  const plan = await scanRun(runDir);
+  const planned = plan.episodes[0]!.shots[0]!;
+  return { runDir: plan.runDir, runId: `${plan.runId}-${randomUUID().slice(0, 8)}`, shot: { ...planned, take }, generation: { ...DEFAULT_GENERATION, resolution: '480P' }, deadlineSeconds: 7200, poll: DEFAULT_POLL_SCHEDULE };
+}
+
+function start(input: ShotWorkflowInput) {
+  return env.client.workflow.start('shotWorkflow', { taskQueue, workflowId: `shot-${randomUUID()}`, args: [input] });
+}
+
+/** Status checks the schedule allows within the deadline: one after each delay, plus the one at the deadline. */
+function expectedPolls(deadlineSeconds: number): number {
+  let elapsed = 0;
+  let polls = 0;
+  while (elapsed + pollDelaySeconds(polls, DEFAULT_POLL_SCHEDULE) < deadlineSeconds) {
+    elapsed += pollDelaySeconds(polls, DEFAULT_POLL_SCHEDULE);
+    polls++;
+  }
+  return polls + 1;
+}
+
+describe('shotWorkflow', () => {
+  it('stops a task that never finishes at the 2 h deadline, polling on the capped backoff, in under 2,000 history events', async () => {
+    const before = emulator.ledger();
+    const input = await shotInput('a task the provider never finishes [emulator:stuck]');
+    const handle = await start(input);
+    const result = await handle.result();
+
+    expect(result.status).toBe('FAILED');
+    expect(result.errorCode).toBe('DeadlineExceeded');
+    expect(result.errorMessage).toContain(result.taskId);
+    expect(result.polls).toBe(expectedPolls(7200));
+
+    const after = emulator.ledger();
+    expect(after.submissions.length - before.submissions.length).toBe(1);
+    expect(after.gets - before.gets).toBe(result.polls);
+
+    const events = (await handle.fetchHistory()).events ?? [];
+    const timers = events
+      .filter((e) => e.eventType === EventType.EVENT_TYPE_TIMER_STARTED)
+      .map((e) => Number(e.timerStartedEventAttributes?.startToFireTimeout?.seconds ?? 0) + (e.timerStartedEventAttributes?.startToFireTimeout?.nanos ?? 0) / 1e9);
+    // The deadline timer, then 5 s growing ×1.5 to the 60 s cap.
+    expect(timers[0]).toBe(7200);
+    expect(timers.slice(1, 9)).toEqual([5, 7.5, 11.25, 16.875, 25.313, 37.969, 56.953, 60]);
+    expect(Math.max(...timers.slice(1))).toBe(60);
+    console.log(`2 h deadline: ${result.polls} polls, ${events.length} history events`);
+    expect(events.length).toBeLessThan(2000);
+    await maybeRecordHistory('shot-deadline', handle);
+  });
+
+  it('reports a FAILED task with the provider code and message, after one paid submission', async () => {
+    const before = emulator.ledger();
+    const input = await shotInput('the provider fails this one [emulator:fail=InternalError]');
+    const handle = await start(input);
+    const result = await handle.result();
+
+    expect(result).toMatchObject({ status: 'FAILED', errorCode: 'InternalError' });
+    expect(result.errorMessage).toMatch(/provider failed the task: InternalError/);
+    expect(emulator.ledger().submissions.length - before.submissions.length).toBe(1);
+    const record = (await readTaskRecord(input.runDir))[input.shot.key];
+    expect(record).toMatchObject({ status: 'FAILED', task_id: result.taskId, error_code: 'InternalError' });
+    await maybeRecordHistory('shot-failed', handle);
+  });
+
+  it('downloads the video and thumbnails of a successful task', async () => {
+    const input = await shotInput('镜头缓慢推进，人物微笑');
+    const handle = await start(input);
+    const result = await handle.result();
+    expect(result.status).toBe('SUCCESS');
+    const record = (await readTaskRecord(input.runDir))[input.shot.key];
+    expect(record).toMatchObject({ status: 'SUCCESS', task_id: result.taskId, video_path: '08_generated_videos/Episode-01/Episode-01-Shot-001.mp4' });
+    await maybeRecordHistory('shot-success', handle);
+  });
+
+  it('re-uses a task id already recorded for the take instead of submitting again (crash after the POST)', async () => {
+    const input = await shotInput('submitted before the worker crashed');
+    const provider = createProviderClient(providerConfig('emulator', { baseUrl: emulator.baseUrl }));
+    const image = toDataUrl('image/png', await readFile(input.shot.imagePath));
+    const submitted = await provider.submit({ imageDataUrl: image, prompt: input.shot.prompt, params: input.generation });
+    await recordSubmission(input.runDir, submissionKey(input.runId, 1, 1, 1), { taskId: submitted.taskId, submittedAt: new Date().toISOString() });
+
+    const before = emulator.ledger();
+    const result = await (await start(input)).result();
+    expect(result).toMatchObject({ status: 'SUCCESS', taskId: submitted.taskId });
+    expect(emulator.ledger().posts - before.posts).toBe(0);
+  });
+
+  it('does not repeat a submission whose outcome is unknown, and says what to do', async () => {
+    const input = await shotInput('the POST was sent, then the worker died');
+    await markSubmissionStarted(input.runDir, submissionKey(input.runId, 1, 1, 1));
+    const before = emulator.ledger();
+    const result = await (await start(input)).result();
+    expect(result).toMatchObject({ status: 'FAILED', errorCode: 'SubmitUncertain' });
+    expect(result.errorMessage).toMatch(/i2v regenerate/);
+    expect(emulator.ledger().posts - before.posts).toBe(0);
+  });
+});
