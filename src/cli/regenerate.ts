@@ -1,0 +1,76 @@
+/**
+ * `i2v regenerate`: a new take of one shot. If the episode is running, it is asked (an update) to queue the
+ * take; otherwise a new run of the episode workflow starts for just that shot. Earlier takes are kept.
+ */
+import { WorkflowNotFoundError, type Client } from '@temporalio/client';
+import { ExitError, InputError } from '../errors';
+import { scanRun } from '../runs/scan';
+import { readTaskRecord } from '../runs/taskRecord';
+import { TASK_QUEUE } from '../worker';
+import { episodeWorkflowId, shotWorkflowId } from '../workflows/ids';
+import { regenerateUpdate } from '../workflows/messages';
+import type { episodeWorkflow } from '../workflows/episode';
+import type { shotWorkflow } from '../workflows/shot';
+import type { ShotResult, ShotSpec } from '../workflows/types';
+import type { RunSettings } from './plan';
+
+export interface RegenerateOptions {
+  episode: number;
+  shot: number;
+  prompt?: string;
+  settings: RunSettings;
+}
+
+/** Queues the new take and returns the id of its shot workflow. */
+export async function requestRegeneration(client: Client, runDir: string, opts: RegenerateOptions): Promise<{ workflowId: string; take: number }> {
+  const plan = await scanRun(runDir, { episodes: [opts.episode] });
+  const episode = plan.episodes.find((e) => e.episode === opts.episode);
+  const planned = episode?.shots.find((s) => s.shot === opts.shot);
+  if (!episode || !planned) {
+    throw new InputError(`Episode ${opts.episode} shot ${opts.shot} is not in ${plan.runDir} (it needs an image and a prompt).`, 'shot-unknown', 'Check --episode/--shot against `i2v status`.');
+  }
+  const workflowId = episodeWorkflowId(plan.runId, opts.episode);
+  const handle = client.workflow.getHandle<typeof episodeWorkflow>(workflowId);
+  if (await isRunning(handle)) {
+    try {
+      const accepted = await handle.executeUpdate(regenerateUpdate, { args: [{ shot: opts.shot, prompt: opts.prompt }] });
+      return { workflowId: accepted.workflowId, take: accepted.take };
+    } catch (err) {
+      // It may have finished between the check and the update; then start a new run below.
+      if (await isRunning(handle)) throw err;
+    }
+  }
+  const records = await readTaskRecord(plan.runDir);
+  const take = (records[planned.key]?.take ?? 0) + 1;
+  const spec: ShotSpec = { ...planned, prompt: opts.prompt ?? planned.prompt, take };
+  await client.workflow.start<typeof episodeWorkflow>('episodeWorkflow', {
+    taskQueue: TASK_QUEUE,
+    workflowId,
+    workflowIdConflictPolicy: 'USE_EXISTING',
+    args: [{ runDir: plan.runDir, runId: plan.runId, episode: opts.episode, shots: [spec], done: [], ...opts.settings }],
+    staticSummary: `${episode.name} of ${plan.runId}: regenerate shot ${opts.shot}`,
+  });
+  return { workflowId: shotWorkflowId(plan.runId, opts.episode, opts.shot, take), take };
+}
+
+/** Waits for a shot workflow that may not have been started yet (it can be queued behind other shots). */
+export async function waitForShot(client: Client, workflowId: string, signal?: AbortSignal): Promise<ShotResult> {
+  for (;;) {
+    if (signal?.aborted) throw new ExitError('Interrupted; the new take keeps going in Temporal.', 130);
+    try {
+      return await client.workflow.getHandle<typeof shotWorkflow>(workflowId).result();
+    } catch (err) {
+      if (!(err instanceof WorkflowNotFoundError)) throw err;
+      await new Promise((r) => setTimeout(r, 1000));
+    }
+  }
+}
+
+async function isRunning(handle: { describe(): Promise<{ status: { name: string } }> }): Promise<boolean> {
+  try {
+    return (await handle.describe()).status.name === 'RUNNING';
+  } catch (err) {
+    if (err instanceof WorkflowNotFoundError) return false;
+    throw err;
+  }
+}

@@ -1,0 +1,138 @@
+/**
+ * `i2v run`: scan the run folder, start (or re-attach to) one episode workflow per episode, show progress,
+ * and summarise. Also the engine behind `demo`.
+ */
+import { existsSync } from 'node:fs';
+import type { WorkflowHandle } from '@temporalio/client';
+import type { ProviderConfig } from '../config';
+import { outputPaths } from '../runs/paths';
+import { scanRun, type RunPlan } from '../runs/scan';
+import { readTaskRecord } from '../runs/taskRecord';
+import { connectTemporal, workflowUiUrl, type TemporalHandle } from '../temporal/connection';
+import { createWorker, TASK_QUEUE } from '../worker';
+import { episodeWorkflowId } from '../workflows/ids';
+import { episodeProgressQuery } from '../workflows/messages';
+import type { episodeWorkflow } from '../workflows/episode';
+import type { EpisodeResult } from '../workflows/types';
+import { episodeInput, type RunSettings } from './plan';
+import { createProgressPrinter, formatSummary } from './progress';
+
+export interface RunOptions {
+  episodes?: number[];
+  provider: ProviderConfig;
+  settings: RunSettings;
+  /** An existing Temporal connection (tests, demo); otherwise `connectTemporal()`. */
+  temporal?: TemporalHandle;
+  out?: NodeJS.WriteStream;
+  /** Progress refresh interval. */
+  refreshMs?: number;
+  /** Aborting stops waiting and shuts this process's worker down; the workflows keep going on the next run. */
+  signal?: AbortSignal;
+}
+
+export interface RunSummary {
+  plan: RunPlan;
+  results: EpisodeResult[];
+  succeeded: number;
+  failed: number;
+}
+
+export async function runCommand(runDir: string, opts: RunOptions): Promise<RunSummary> {
+  const out = opts.out ?? process.stdout;
+  const plan = await scanRun(runDir, { episodes: opts.episodes });
+  for (const problem of [...plan.problems, ...plan.episodes.flatMap((e) => e.problems)]) out.write(`! ${problem.message}\n`);
+  const shotCount = plan.episodes.reduce((n, e) => n + e.shots.length, 0);
+  out.write(`Run ${plan.runId}: ${plan.episodes.length} episode(s), ${shotCount} shot(s) ready to generate.\n`);
+
+  const temporal = opts.temporal ?? (await connectTemporal());
+  const worker = await createWorker({ connection: temporal.nativeConnection, namespace: temporal.namespace, provider: opts.provider });
+  const workerRun = worker.run();
+  try {
+    const records = await readTaskRecord(plan.runDir);
+    const started: Array<{ name: string; handle: WorkflowHandle<typeof episodeWorkflow> }> = [];
+    const results: EpisodeResult[] = [];
+    for (const episode of plan.episodes) {
+      const input = episodeInput(plan, episode, records, (shot) => outputsPresent(plan.runDir, shot.episode, shot.shot), opts.settings);
+      if (input.shots.length === 0) continue;
+      const workflowId = episodeWorkflowId(plan.runId, episode.episode);
+      if (input.done.length === input.shots.length && !(await isRunning(temporal, workflowId))) {
+        results.push({ episode: episode.episode, total: input.shots.length, succeeded: input.done.length, failed: 0, shots: input.done });
+        continue;
+      }
+      const handle = await temporal.client.workflow.start<typeof episodeWorkflow>('episodeWorkflow', {
+        taskQueue: TASK_QUEUE,
+        workflowId,
+        args: [input],
+        workflowIdConflictPolicy: 'USE_EXISTING',
+        staticSummary: `${episode.name} of ${plan.runId}: ${input.shots.length} shots`,
+      });
+      started.push({ name: episode.name, handle });
+      if (temporal.uiUrl) out.write(`${episode.name}: ${workflowUiUrl(temporal.uiUrl, temporal.namespace, workflowId)}\n`);
+    }
+
+    const printer = createProgressPrinter(out);
+    const pending = new Set(started.map((s) => s.name));
+    const finished = Promise.all(
+      started.map(async ({ name, handle }) => {
+        const result = await handle.result();
+        pending.delete(name);
+        return result;
+      }),
+    );
+    const refresh = async () => {
+      for (const { name, handle } of started) {
+        if (!pending.has(name)) continue;
+        try {
+          printer.update(name, await handle.query(episodeProgressQuery));
+        } catch {
+          // The workflow may be between runs or just finished; the next refresh catches up.
+        }
+      }
+    };
+    const timer = setInterval(() => void refresh(), opts.refreshMs ?? 2000);
+    try {
+      results.push(...(await Promise.race([finished, aborted(opts.signal)])));
+    } finally {
+      clearInterval(timer);
+    }
+    printer.done();
+
+    results.sort((a, b) => a.episode - b.episode);
+    for (const r of results) for (const line of formatSummary(`Episode-${String(r.episode).padStart(2, '0')}`, r)) out.write(`${line}\n`);
+    return { plan, results, succeeded: sum(results, (r) => r.succeeded), failed: sum(results, (r) => r.failed) };
+  } finally {
+    worker.shutdown();
+    await workerRun;
+    if (!opts.temporal) await temporal.close();
+  }
+}
+
+export class RunInterrupted extends Error {
+  override readonly name = 'RunInterrupted';
+}
+
+function aborted(signal: AbortSignal | undefined): Promise<never> {
+  return new Promise((_, reject) => {
+    if (!signal) return;
+    if (signal.aborted) reject(new RunInterrupted('interrupted'));
+    signal.addEventListener('abort', () => reject(new RunInterrupted('interrupted')), { once: true });
+  });
+}
+
+function outputsPresent(runDir: string, episode: number, shot: number): boolean {
+  const paths = outputPaths(runDir, episode, shot);
+  return existsSync(paths.videoPath) && existsSync(paths.thumbnailPath);
+}
+
+async function isRunning(temporal: TemporalHandle, workflowId: string): Promise<boolean> {
+  try {
+    const d = await temporal.client.workflow.getHandle(workflowId).describe();
+    return d.status.name === 'RUNNING';
+  } catch {
+    return false;
+  }
+}
+
+function sum<T>(xs: T[], f: (x: T) => number): number {
+  return xs.reduce((n, x) => n + f(x), 0);
+}

@@ -1,0 +1,279 @@
+/**
+ * The `i2v` command line. Parses flags, wires configuration, and maps every error kind to a clear message
+ * and an exit code in one place (a stack trace is a bug).
+ */
+import path from 'node:path';
+import { Command, InvalidArgumentError, Option } from 'commander';
+import { DEFAULTS, DEFAULT_GENERATION, parseProviderKind, providerConfig, type GenerationParams, type ProviderConfig } from './config';
+import { ConfigError, ExitError, InputError, ProviderError } from './errors';
+import type { Resolution } from './provider/types';
+import { connectTemporal, embeddedServerOptions, startEmbeddedServer, type TemporalHandle } from './temporal/connection';
+import { createWorker } from './worker';
+import { DEFAULT_POLL_SCHEDULE } from './workflows/polling';
+import type { RunSettings } from './cli/plan';
+import { runCommand, RunInterrupted } from './cli/run';
+import { statusCommand } from './cli/status';
+import { requestRegeneration, waitForShot } from './cli/regenerate';
+import { startEmulator } from './emulator';
+import { PROJECT_ROOT } from './temporal/binaries';
+
+interface ProviderFlags {
+  provider: string;
+  baseUrl?: string;
+}
+interface GenerationFlags {
+  model: string;
+  resolution: string;
+  promptExtend: boolean;
+  maxInFlight: number;
+  deadlineMinutes: number;
+}
+
+const program = new Command('i2v')
+  .description('Durable batch image-to-video: turn a run folder of shots into videos through Wan 2.x, on Temporal.')
+  .showHelpAfterError();
+
+program
+  .command('run')
+  .description('Generate every shot of a run folder (resumes where it left off).')
+  .argument('<runDir>', 'run folder holding 05_generated_images/ and 07_video_prompts/')
+  .option('--episodes <list>', 'only these episodes, e.g. 1,2,5', parseEpisodes)
+  .addOption(providerOption())
+  .option('--base-url <url>', 'provider base URL (up to /api/v1)')
+  .option('--max-in-flight <n>', 'shots per episode generating at once', positiveInt, DEFAULTS.maxInFlight)
+  .option('--model <name>', 'video model', DEFAULT_GENERATION.model)
+  .option('--resolution <tier>', '480P, 720P or 1080P', DEFAULT_GENERATION.resolution)
+  .option('--no-prompt-extend', 'send prompt_extend=false (no LLM prompt rewriting)')
+  .option('--deadline-minutes <n>', 'stop waiting for a task this long after submitting it', positiveInt, DEFAULTS.deadlineSeconds / 60)
+  .action(async (runDir: string, flags: ProviderFlags & GenerationFlags & { episodes?: number[] }) => {
+    const provider = providerFromFlags(flags);
+    await withInterrupt(async (signal) => {
+      const summary = await runCommand(runDir, { episodes: flags.episodes, provider, settings: settingsFromFlags(flags), signal });
+      if (summary.failed > 0) throw new ExitError(`${summary.failed} shot(s) failed; see above. Fix and re-run, or \`i2v regenerate\`.`, 1);
+    });
+  });
+
+program
+  .command('status')
+  .description('Show what is done, failed and in progress for a run folder.')
+  .argument('<runDir>')
+  .action(async (runDir: string) => {
+    const temporal = await connectIfRunning();
+    try {
+      await statusCommand(runDir, temporal);
+    } finally {
+      await temporal?.close();
+    }
+  });
+
+program
+  .command('regenerate')
+  .description('Make a new take of one shot (earlier takes are kept) and wait for it.')
+  .argument('<runDir>')
+  .requiredOption('--episode <n>', 'episode number', positiveInt)
+  .requiredOption('--shot <n>', 'shot number', positiveInt)
+  .option('--prompt <text>', 'use this prompt for the new take')
+  .addOption(providerOption())
+  .option('--base-url <url>', 'provider base URL (up to /api/v1)')
+  .option('--max-in-flight <n>', 'shots per episode generating at once', positiveInt, DEFAULTS.maxInFlight)
+  .option('--model <name>', 'video model', DEFAULT_GENERATION.model)
+  .option('--resolution <tier>', '480P, 720P or 1080P', DEFAULT_GENERATION.resolution)
+  .option('--no-prompt-extend', 'send prompt_extend=false')
+  .option('--deadline-minutes <n>', 'stop waiting this long after submitting', positiveInt, DEFAULTS.deadlineSeconds / 60)
+  .action(async (runDir: string, flags: ProviderFlags & GenerationFlags & { episode: number; shot: number; prompt?: string }) => {
+    const provider = providerFromFlags(flags);
+    const temporal = await connectTemporal();
+    const worker = await createWorker({ connection: temporal.nativeConnection, namespace: temporal.namespace, provider });
+    const workerRun = worker.run();
+    try {
+      await withInterrupt(async (signal) => {
+        const { workflowId, take } = await requestRegeneration(temporal.client, runDir, { episode: flags.episode, shot: flags.shot, prompt: flags.prompt, settings: settingsFromFlags(flags) });
+        console.log(`Take ${take} of episode ${flags.episode} shot ${flags.shot} queued as ${workflowId}; waiting for it...`);
+        const result = await waitForShot(temporal.client, workflowId, signal);
+        if (result.status !== 'SUCCESS') throw new ExitError(`Take ${take} failed: [${result.errorCode}] ${result.errorMessage}`, 1);
+        console.log(`Take ${take} done: ${result.videoPath}`);
+      });
+    } finally {
+      worker.shutdown();
+      await workerRun;
+      await temporal.close();
+    }
+  });
+
+program
+  .command('worker')
+  .description('Run a worker against TEMPORAL_ADDRESS (or the local embedded server) until interrupted.')
+  .addOption(providerOption())
+  .option('--base-url <url>', 'provider base URL (up to /api/v1)')
+  .action(async (flags: ProviderFlags) => {
+    const provider = providerFromFlags(flags);
+    const temporal = await connectIfRunning();
+    if (!temporal) throw new ConfigError('No Temporal server to work for.', 'Set TEMPORAL_ADDRESS, or start the embedded one with `i2v server`.');
+    const worker = await createWorker({ connection: temporal.nativeConnection, namespace: temporal.namespace, provider });
+    console.log(`Worker polling ${temporal.address} (namespace ${temporal.namespace}); Ctrl-C to stop.`);
+    process.once('SIGINT', () => worker.shutdown());
+    process.once('SIGTERM', () => worker.shutdown());
+    await worker.run();
+    await temporal.close();
+  });
+
+program
+  .command('server')
+  .description('Start the embedded Temporal dev server (state kept on disk) and its Web UI.')
+  .action(async () => {
+    const opts = embeddedServerOptions();
+    const server = await startEmbeddedServer(opts);
+    console.log(`Temporal dev server at ${server.address}; Web UI at ${server.uiUrl}; state in ${opts.stateDir}. Ctrl-C to stop.`);
+    await untilInterrupted();
+    await server.close();
+  });
+
+program
+  .command('emulator')
+  .description('Serve a local emulator of the video API (real MP4s, no cost) for dry runs.')
+  .option('--port <n>', 'port on 127.0.0.1', nonNegativeInt, DEFAULTS.emulatorPort)
+  .option('--pending-seconds <s>', 'time a task stays PENDING', Number, 1)
+  .option('--running-seconds <s>', 'time a task stays RUNNING', Number, 4)
+  .option('--ledger <file>', 'append every accepted (paid) submission to this JSONL file')
+  .action(async (flags: { port: number; pendingSeconds: number; runningSeconds: number; ledger?: string }) => {
+    const emulator = await startEmulator({ port: flags.port, pendingMs: flags.pendingSeconds * 1000, runningMs: flags.runningSeconds * 1000, ledgerFile: flags.ledger });
+    console.log(`Emulator serving ${emulator.baseUrl} (key: ${DEFAULTS.emulatorApiKey}). Use: i2v run <dir> --provider emulator --base-url ${emulator.baseUrl}`);
+    await untilInterrupted();
+    await emulator.close();
+  });
+
+program
+  .command('demo')
+  .description('Run the bundled example (2 episodes × 3 shots) end to end against the emulator.')
+  .option('--run-dir <dir>', 'run folder to use', path.join(PROJECT_ROOT, 'examples', 'demo-run'))
+  .action(async (flags: { runDir: string }) => {
+    const emulator = await startEmulator({ pendingMs: 1000, runningMs: 3000 });
+    const temporal = await connectTemporal();
+    try {
+      const provider = providerConfig('emulator', { baseUrl: emulator.baseUrl });
+      await withInterrupt(async (signal) => {
+        const summary = await runCommand(flags.runDir, { provider, settings: settingsFromFlags({}), temporal, signal, refreshMs: 1000 });
+        const paid = emulator.ledger().submissions.length;
+        console.log(`\nEmulator: ${paid} paid submission(s) in this demo run${paid === 0 ? ' (everything was already done)' : ''}.`);
+        console.log(`Videos: ${path.join(summary.plan.runDir, '08_generated_videos')}`);
+        console.log(`Task record: ${path.join(summary.plan.runDir, '08_generated_videos', 'tasks.json')}`);
+        console.log(temporal.startedServer
+          ? `Web UI: run \`npx i2v server\` and open ${temporal.uiUrl ?? 'http://localhost:8233'} to browse this run's workflows (state is kept on disk).`
+          : `Web UI: ${temporal.uiUrl ?? '(see your Temporal server)'}`);
+        if (summary.failed > 0) throw new ExitError(`${summary.failed} demo shot(s) failed.`, 1);
+      });
+    } finally {
+      await temporal.close();
+      await emulator.close();
+    }
+  });
+
+function providerOption(): Option {
+  return new Option('--provider <name>', 'video API: 302.ai proxy, DashScope direct, or the local emulator').choices(['302', 'dashscope', 'emulator']).default('302');
+}
+
+function providerFromFlags(flags: ProviderFlags): ProviderConfig {
+  return providerConfig(parseProviderKind(flags.provider), { baseUrl: flags.baseUrl });
+}
+
+function settingsFromFlags(flags: Partial<GenerationFlags>): RunSettings {
+  const resolution = flags.resolution ?? DEFAULT_GENERATION.resolution;
+  if (!['480P', '720P', '1080P'].includes(resolution)) throw new ConfigError(`Unknown resolution "${resolution}".`, 'Use 480P, 720P or 1080P.');
+  const generation: GenerationParams = {
+    model: flags.model ?? DEFAULT_GENERATION.model,
+    resolution: resolution as Resolution,
+    promptExtend: flags.promptExtend ?? DEFAULT_GENERATION.promptExtend,
+  };
+  return {
+    generation,
+    deadlineSeconds: (flags.deadlineMinutes ?? DEFAULTS.deadlineSeconds / 60) * 60,
+    poll: DEFAULT_POLL_SCHEDULE,
+    maxInFlight: flags.maxInFlight ?? DEFAULTS.maxInFlight,
+  };
+}
+
+async function connectIfRunning(): Promise<TemporalHandle | undefined> {
+  try {
+    if (process.env.TEMPORAL_ADDRESS) return await connectTemporal();
+    const opts = embeddedServerOptions();
+    return await connectTemporal({ ...process.env, TEMPORAL_ADDRESS: `${opts.ip}:${opts.port}` });
+  } catch {
+    return undefined;
+  }
+}
+
+/** First Ctrl-C (or SIGTERM) stops cleanly; a second one exits at once. Work in Temporal resumes on the next run. */
+async function withInterrupt(fn: (signal: AbortSignal) => Promise<void>): Promise<void> {
+  const controller = new AbortController();
+  const onSignal = () => {
+    if (controller.signal.aborted) {
+      console.error('\nForced exit. Nothing is lost: finished files are complete, and the next run resumes.');
+      process.exit(130);
+    }
+    console.error('\nStopping... (Ctrl-C again to force). Run the same command again to resume.');
+    controller.abort();
+  };
+  process.on('SIGINT', onSignal);
+  process.on('SIGTERM', onSignal);
+  try {
+    await fn(controller.signal);
+  } catch (err) {
+    if (err instanceof RunInterrupted) throw new ExitError('Interrupted.', 130);
+    throw err;
+  } finally {
+    process.off('SIGINT', onSignal);
+    process.off('SIGTERM', onSignal);
+  }
+}
+
+function untilInterrupted(): Promise<void> {
+  return new Promise((resolve) => {
+    process.once('SIGINT', () => resolve());
+    process.once('SIGTERM', () => resolve());
+  });
+}
+
+function parseEpisodes(value: string): number[] {
+  const list = value.split(',').map((v) => Number(v.trim()));
+  if (list.some((n) => !Number.isInteger(n) || n < 1)) throw new InvalidArgumentError('expected episode numbers like 1,2,5');
+  return list;
+}
+
+function positiveInt(value: string): number {
+  const n = Number(value);
+  if (!Number.isInteger(n) || n < 1) throw new InvalidArgumentError('expected a positive whole number');
+  return n;
+}
+
+function nonNegativeInt(value: string): number {
+  const n = Number(value);
+  if (!Number.isInteger(n) || n < 0) throw new InvalidArgumentError('expected a whole number ≥ 0');
+  return n;
+}
+
+/** Maps error kinds to messages and exit codes. */
+export async function main(argv: string[]): Promise<number> {
+  try {
+    await program.parseAsync(argv);
+    return 0;
+  } catch (err) {
+    if (err instanceof ExitError) {
+      console.error(err.message);
+      return err.exitCode;
+    }
+    if (err instanceof InputError || err instanceof ConfigError) {
+      console.error(`Error: ${err.message}${err.fix ? `\n  ${err.fix}` : ''}`);
+      return 2;
+    }
+    if (err instanceof ProviderError) {
+      console.error(`Provider error [${err.code}]: ${err.message}`);
+      return 3;
+    }
+    console.error('Unexpected error (please report it):', err);
+    return 70;
+  }
+}
+
+if (require.main === module) {
+  void main(process.argv).then((code) => process.exit(code));
+}
