@@ -33,19 +33,14 @@ const program = new Command('i2v')
   .description('Durable batch image-to-video: turn a run folder of shots into videos through Wan 2.x, on Temporal.')
   .showHelpAfterError();
 
-program
+const runCmd = program
   .command('run')
   .description('Generate every shot of a run folder (resumes where it left off).')
   .argument('<runDir>', 'run folder holding 05_generated_images/ and 07_video_prompts/')
   .option('--episodes <list>', 'only these episodes, e.g. 1,2,5', parseEpisodes)
   .addOption(providerOption())
-  .option('--base-url <url>', 'provider base URL (up to /api/v1)')
-  .option('--max-in-flight <n>', 'shots per episode generating at once', positiveInt, DEFAULTS.maxInFlight)
-  .option('--model <name>', 'video model', DEFAULT_GENERATION.model)
-  .option('--resolution <tier>', '480P, 720P or 1080P', DEFAULT_GENERATION.resolution)
-  .option('--no-prompt-extend', 'send prompt_extend=false (no LLM prompt rewriting)')
-  .option('--deadline-minutes <n>', 'stop waiting for a task this long after submitting it', positiveInt, DEFAULTS.deadlineSeconds / 60)
-  .action(async (runDir: string, flags: ProviderFlags & GenerationFlags & { episodes?: number[] }) => {
+  .option('--base-url <url>', 'provider base URL (up to /api/v1)');
+addGenerationOptions(runCmd).action(async (runDir: string, flags: ProviderFlags & GenerationFlags & { episodes?: number[] }) => {
     const provider = providerFromFlags(flags);
     await withInterrupt(async (signal) => {
       const summary = await runCommand(runDir, { episodes: flags.episodes, provider, settings: settingsFromFlags(flags), signal });
@@ -66,7 +61,7 @@ program
     }
   });
 
-program
+const regenerateCmd = program
   .command('regenerate')
   .description('Make a new take of one shot (earlier takes are kept) and wait for it.')
   .argument('<runDir>')
@@ -74,13 +69,8 @@ program
   .requiredOption('--shot <n>', 'shot number', positiveInt)
   .option('--prompt <text>', 'use this prompt for the new take')
   .addOption(providerOption())
-  .option('--base-url <url>', 'provider base URL (up to /api/v1)')
-  .option('--max-in-flight <n>', 'shots per episode generating at once', positiveInt, DEFAULTS.maxInFlight)
-  .option('--model <name>', 'video model', DEFAULT_GENERATION.model)
-  .option('--resolution <tier>', '480P, 720P or 1080P', DEFAULT_GENERATION.resolution)
-  .option('--no-prompt-extend', 'send prompt_extend=false')
-  .option('--deadline-minutes <n>', 'stop waiting this long after submitting', positiveInt, DEFAULTS.deadlineSeconds / 60)
-  .action(async (runDir: string, flags: ProviderFlags & GenerationFlags & { episode: number; shot: number; prompt?: string }) => {
+  .option('--base-url <url>', 'provider base URL (up to /api/v1)');
+addGenerationOptions(regenerateCmd).action(async (runDir: string, flags: ProviderFlags & GenerationFlags & { episode: number; shot: number; prompt?: string }) => {
     const provider = providerFromFlags(flags);
     const temporal = await connectTemporal();
     const worker = await createWorker({ connection: temporal.nativeConnection, namespace: temporal.namespace, provider });
@@ -167,6 +157,16 @@ program
       await emulator.close();
     }
   });
+
+/** Generation settings shared by every command that starts shots. */
+function addGenerationOptions(cmd: Command): Command {
+  return cmd
+    .option('--max-in-flight <n>', 'shots per episode generating at once', positiveInt, DEFAULTS.maxInFlight)
+    .option('--model <name>', 'video model', DEFAULT_GENERATION.model)
+    .option('--resolution <tier>', '480P, 720P or 1080P', DEFAULT_GENERATION.resolution)
+    .option('--no-prompt-extend', 'send prompt_extend=false (no LLM prompt rewriting)')
+    .option('--deadline-minutes <n>', 'stop waiting for a task this long after submitting it', positiveInt, DEFAULTS.deadlineSeconds / 60);
+}
 
 function providerOption(): Option {
   return new Option('--provider <name>', 'video API: 302.ai proxy, DashScope direct, or the local emulator').choices(['302', 'dashscope', 'emulator']).default('302');

@@ -5,7 +5,7 @@ import * as path from 'node:path';
 import ts from 'typescript';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { InputError } from '../src/errors';
-import { readJsonIfExists, writeFileAtomic } from '../src/runs/atomic';
+import { readJsonIfExists, writeFileAtomic } from '../src/atomic';
 import {
   clearSubmissionStarted,
   journalPath,
@@ -687,7 +687,7 @@ describe('submission journal', () => {
 async function transpileRunsModules(): Promise<string> {
   const out = await freshDir('lib');
   const srcRoot = path.resolve(__dirname, '..', 'src');
-  for (const rel of ['errors.ts', 'runs/atomic.ts', 'runs/lock.ts', 'runs/paths.ts', 'runs/taskRecord.ts']) {
+  for (const rel of ['errors.ts', 'atomic.ts', 'runs/lock.ts', 'runs/paths.ts', 'runs/taskRecord.ts']) {
     const source = await fs.readFile(path.join(srcRoot, rel), 'utf8');
     const { outputText } = ts.transpileModule(source, {
       compilerOptions: { module: ts.ModuleKind.CommonJS, target: ts.ScriptTarget.ES2022, esModuleInterop: true },

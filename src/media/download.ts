@@ -5,7 +5,7 @@
 import { promises as fs } from 'node:fs';
 import * as path from 'node:path';
 import { type Dispatcher, getGlobalDispatcher, interceptors, request } from 'undici';
-import { syncDir, writeAll } from './files';
+import { syncDir, writeAll } from '../atomic';
 import { probeVideo, VideoInfo, VideoInvalidError } from './video';
 
 export type DownloadErrorCode =

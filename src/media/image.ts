@@ -10,7 +10,7 @@ import sharp, { type OutputInfo } from 'sharp';
 import { DEFAULTS } from '../config';
 import { InputError } from '../errors';
 import { FfmpegError, runFfmpeg } from './binaries';
-import { writeFileAtomic } from './files';
+import { writeFileAtomic } from '../atomic';
 
 export interface ImageLimits {
   minSide: number;

@@ -4,7 +4,7 @@ import * as path from 'node:path';
 import type { FfprobeData } from 'fluent-ffmpeg';
 import sharp from 'sharp';
 import { FfmpegError, fluentFfmpeg, runFfmpeg } from './binaries';
-import { writeFileAtomic } from './files';
+import { writeFileAtomic } from '../atomic';
 
 /** The file is not a playable video: unreadable, no video stream, or no duration. */
 export class VideoInvalidError extends Error {

@@ -16,7 +16,7 @@ import { createHash } from 'node:crypto';
 import { promises as fs } from 'node:fs';
 import * as path from 'node:path';
 import { InputError } from '../errors';
-import { readJsonIfExists, writeFileAtomic } from './atomic';
+import { readJsonIfExists, writeFileAtomic } from '../atomic';
 import { withFileLock } from './lock';
 import { journalDir } from './paths';
 

@@ -7,7 +7,7 @@
 import { promises as fs } from 'node:fs';
 import * as path from 'node:path';
 import { InputError } from '../errors';
-import { readJsonIfExists, writeFileAtomic } from './atomic';
+import { readJsonIfExists, writeFileAtomic } from '../atomic';
 import { withFileLock } from './lock';
 import { relativeToRun, tasksJsonPath } from './paths';
 

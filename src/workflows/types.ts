@@ -1,17 +1,9 @@
 /** Data that crosses the workflow boundary: plain, small, JSON. Never image bytes, never secrets. */
 import type { GenerationParams } from '../config';
+import type { PlannedShot } from '../runs/scan';
 
-export interface ShotSpec {
-  episode: number;
-  shot: number;
-  /** tasks.json key, e.g. `Episode-01-001`. */
-  key: string;
-  /** File-name stem, e.g. `Episode-01-Shot-001`. */
-  name: string;
-  /** Absolute path of the input image (read by activities only). */
-  imagePath: string;
-  prompt: string;
-  /** Take number of this attempt (1 for the first; regenerations count up). */
+/** A planned shot (see the run-folder scan) and the take this attempt makes (1 first; regenerations count up). */
+export interface ShotSpec extends PlannedShot {
   take: number;
 }
 

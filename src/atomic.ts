@@ -4,7 +4,7 @@
 import { randomBytes } from 'node:crypto';
 import { promises as fs } from 'node:fs';
 import * as path from 'node:path';
-import { InputError } from '../errors';
+import { InputError } from './errors';
 
 /**
  * Writes `data` to a temp file beside `filePath`, fsyncs it, renames it over `filePath` and fsyncs the
@@ -28,7 +28,7 @@ export async function writeFileAtomic(filePath: string, data: string | Uint8Arra
     await fs.rm(tmp, { force: true });
     throw err;
   }
-  await fsyncDir(dir);
+  await syncDir(dir);
 }
 
 /**
@@ -54,7 +54,8 @@ export async function readJsonIfExists<T>(filePath: string): Promise<T | undefin
   }
 }
 
-async function fsyncDir(dir: string): Promise<void> {
+/** Makes a rename durable. Directories cannot be opened or fsynced on some platforms (Windows); the rename is still atomic. */
+export async function syncDir(dir: string): Promise<void> {
   try {
     const handle = await fs.open(dir, 'r');
     try {
@@ -63,6 +64,15 @@ async function fsyncDir(dir: string): Promise<void> {
       await handle.close();
     }
   } catch {
-    // Directories cannot be opened or fsynced on some platforms (Windows); the rename is still atomic.
+    // Best effort only.
+  }
+}
+
+/** `FileHandle.write` may write less than asked; loop until every byte is down. */
+export async function writeAll(fh: fs.FileHandle, data: Uint8Array): Promise<void> {
+  let offset = 0;
+  while (offset < data.length) {
+    const { bytesWritten } = await fh.write(data, offset, data.length - offset);
+    offset += bytesWritten;
   }
 }
