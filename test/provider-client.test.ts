@@ -433,9 +433,22 @@ describe('over raw sockets', () => {
       res.end(`<pre>upstream failed for ${req.headers.authorization}</pre>`);
     }));
     const err = await caught(client(await listen(server)).submit(SUBMIT_INPUT));
-    expect(err).toMatchObject({ httpStatus: 502, retryable: true, code: 'HTTP_502' });
+    expect(err).toMatchObject({ httpStatus: 502, code: 'HTTP_502' });
     expect(err.message).toContain('upstream failed');
     expect(JSON.stringify({ ...err, message: err.message, stack: err.stack })).not.toContain(KEY);
+  });
+
+  it.each([502, 504])('treats a gateway %i on submit as an unknown outcome (the task may exist upstream), but retries it on query', async (status) => {
+    let posts = 0;
+    const server = track(http.createServer((req, res) => {
+      if (req.method === 'POST') posts++;
+      res.statusCode = status;
+      res.end('<html>Bad Gateway</html>');
+    }));
+    const c = client(await listen(server));
+    expect(await caught(c.submit(SUBMIT_INPUT))).toMatchObject({ httpStatus: status, retryable: false, outcomeUnknown: true });
+    expect(await caught(c.getTask('t'))).toMatchObject({ httpStatus: status, retryable: true, outcomeUnknown: false });
+    expect(posts).toBe(1);
   });
 
   it('reuses keep-alive connections across calls', async () => {

@@ -93,6 +93,8 @@ async function readText(body: Dispatcher.ResponseData['body']): Promise<string> 
   return Buffer.concat(chunks).toString('utf8');
 }
 
+const GATEWAY_TIMEOUT_STATUSES: ReadonlySet<number> = new Set([502, 504]);
+
 export function createProviderClient(config: ProviderConfig, deps: { dispatcher?: Dispatcher } = {}): ProviderHttpClient {
   const baseUrl = checkBaseUrl(config.baseUrl);
   const timeoutMs = config.requestTimeoutMs;
@@ -130,8 +132,15 @@ export function createProviderClient(config: ProviderConfig, deps: { dispatcher?
     }
   }
 
-  function failIfNotOk(res: RawResponse): void {
-    if (res.status < 200 || res.status >= 300) throw classifyHttpError(res.status, res.text, res.headers, { secrets });
+  function failIfNotOk(res: RawResponse, kind: RequestKind): void {
+    if (res.status >= 200 && res.status < 300) return;
+    const err = classifyHttpError(res.status, res.text, res.headers, { secrets });
+    // A gateway error on a POST means a proxy stopped waiting, not that the provider refused: the task may
+    // exist upstream (and be billed), so it must not be resubmitted blindly.
+    if (kind === 'submit' && GATEWAY_TIMEOUT_STATUSES.has(res.status)) {
+      throw new ProviderError({ message: err.message, code: err.code, retryable: false, httpStatus: err.httpStatus, requestId: err.requestId, outcomeUnknown: true });
+    }
+    throw err;
   }
 
   return {
@@ -139,7 +148,7 @@ export function createProviderClient(config: ProviderConfig, deps: { dispatcher?
       const headers: Record<string, string> = { authorization: auth, 'content-type': 'application/json' };
       if (config.asyncHeader) headers[ASYNC_HEADER.toLowerCase()] = 'enable';
       const res = await send('submit', SUBMIT_PATH, { method: 'POST', headers, body: JSON.stringify(buildSubmitBody(input)) }, opts.signal);
-      failIfNotOk(res);
+      failIfNotOk(res, 'submit');
       return parseSubmitResponse(res.text, { status: res.status, headerRequestId: headerValue(res.headers, 'x-request-id'), secrets });
     },
 
@@ -147,7 +156,7 @@ export function createProviderClient(config: ProviderConfig, deps: { dispatcher?
       // An empty id would hit the task *list* endpoint and look like a malformed answer.
       if (taskId.trim() === '') throw new ProviderError({ message: 'getTask needs a task id', code: CLIENT_ERROR_CODES.clientBug, retryable: false });
       const res = await send('query', taskPath(taskId), { method: 'GET', headers: { authorization: auth } }, opts.signal);
-      failIfNotOk(res);
+      failIfNotOk(res, 'query');
       return parseTaskResponse(res.text, taskId, { status: res.status, headerRequestId: headerValue(res.headers, 'x-request-id'), secrets });
     },
 
