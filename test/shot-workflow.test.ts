@@ -135,7 +135,7 @@ describe('shotWorkflow', () => {
     await markSubmissionStarted(input.runDir, submissionKey(input.runId, 1, 1, 1));
     const before = emulator.ledger();
     const result = await (await start(input)).result();
-    expect(result).toMatchObject({ status: 'FAILED', errorCode: 'SubmitUncertain' });
+    expect(result).toMatchObject({ status: 'FAILED', errorCode: 'SUBMIT_UNCERTAIN' });
     expect(result.errorMessage).toMatch(/i2v regenerate/);
     expect(emulator.ledger().posts - before.posts).toBe(0);
   });

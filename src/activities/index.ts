@@ -52,19 +52,24 @@ export function createActivities(deps: ActivityDeps) {
      * after it returns (task id), so a retry after a crash re-uses the task instead of paying again, and a POST
      * whose outcome is unknown stops here instead of being repeated blindly.
      */
-    async submitTask(args: { runDir: string; submissionKey: string; image: { path: string; mime: string }; prompt: string; generation: GenerationParams }) {
+    async submitTask(args: {
+      runDir: string;
+      submissionKey: string;
+      image: { path: string; mime: string };
+      prompt: string;
+      generation: GenerationParams;
+      /** 'fail' (default): stop on an unknown outcome. 'resubmit': accept the risk of paying twice. */
+      onUncertain?: UncertainSubmitPolicy;
+    }) {
       return guard(clean, async () => {
         const previous = await readSubmission(args.runDir, args.submissionKey);
         if (previous?.state === 'submitted' && previous.taskId) {
           const submittedAt = Date.parse(previous.submittedAt ?? previous.startedAt);
           return { taskId: previous.taskId, reused: true, elapsedSinceSubmitMs: Math.max(0, now().getTime() - submittedAt) };
         }
-        if (previous?.state === 'started') {
-          throw ApplicationFailure.create({
-            type: 'SubmitUncertain',
-            nonRetryable: true,
-            message: 'A previous submission of this take was sent but its outcome is unknown (crash, timeout or reset); it was not repeated so you are not charged twice. Check the provider console, then run `i2v regenerate` for this shot.',
-          });
+        const resubmit = args.onUncertain === 'resubmit';
+        if (previous?.state === 'started' && !resubmit) {
+          throw uncertain('A previous submission of this take was sent but its outcome is unknown (crash, timeout or reset)');
         }
         const imageDataUrl = toDataUrl(args.image.mime, await readFile(args.image.path));
         await markSubmissionStarted(args.runDir, args.submissionKey);
@@ -73,15 +78,12 @@ export function createActivities(deps: ActivityDeps) {
           await recordSubmission(args.runDir, args.submissionKey, { taskId: result.taskId, submittedAt: now().toISOString(), requestId: result.requestId });
           return { taskId: result.taskId, reused: false, elapsedSinceSubmitMs: 0 };
         } catch (err) {
-          // Only a request the provider certainly did not accept may be tried again.
-          if (err instanceof ProviderError && !err.outcomeUnknown) await clearSubmissionStarted(args.runDir, args.submissionKey);
-          if (err instanceof ProviderError && err.outcomeUnknown) {
-            throw ApplicationFailure.create({
-              type: 'SubmitUncertain',
-              nonRetryable: true,
-              message: `The submission was sent but its outcome is unknown (${err.message}); not repeated so you are not charged twice. Run \`i2v regenerate\` for this shot to try again.`,
-            });
-          }
+          // Only a request the provider certainly did not accept may be tried again (unless the user accepts
+          // the risk of paying twice with the 'resubmit' policy).
+          const unknownOutcome = err instanceof ProviderError && err.outcomeUnknown;
+          if (!unknownOutcome || resubmit) await clearSubmissionStarted(args.runDir, args.submissionKey);
+          if (unknownOutcome && !resubmit) throw uncertain(`The submission was sent but its outcome is unknown (${clean((err as Error).message)})`);
+          if (unknownOutcome) throw ApplicationFailure.create({ type: 'SubmitOutcomeUnknown', message: clean((err as Error).message) });
           throw err;
         }
       });
@@ -162,6 +164,19 @@ export function createActivities(deps: ActivityDeps) {
 }
 
 export type Activities = ReturnType<typeof createActivities>;
+
+/** What to do when a paid submission may or may not have reached the provider. */
+export type UncertainSubmitPolicy = 'fail' | 'resubmit';
+
+export const SUBMIT_UNCERTAIN = 'SUBMIT_UNCERTAIN';
+
+function uncertain(what: string): ApplicationFailure {
+  return ApplicationFailure.create({
+    type: SUBMIT_UNCERTAIN,
+    nonRetryable: true,
+    message: `${what}; it was not sent again, so you are not charged twice. Check the provider console for the task, then run \`i2v regenerate\` for this shot (a new take).`,
+  });
+}
 
 /** Maps our typed errors to Temporal failures: retryable or not, with the provider's Retry-After honoured. */
 async function guard<T>(clean: (s: string) => string, fn: () => Promise<T>): Promise<T> {

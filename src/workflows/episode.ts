@@ -6,9 +6,12 @@ import { ChildWorkflowFailure, allHandlersFinished, condition, setCurrentDetails
 import { episodeProgressQuery, regenerateUpdate, shotPhaseSignal } from './messages';
 import { shotWorkflowId } from './ids';
 import { shotWorkflow } from './shot';
+import { isRetryableCode } from '../provider/errors';
 import type {
   EpisodeProgress, EpisodeResult, EpisodeWorkflowInput, RegenerateRequest, ShotPhase, ShotProgress, ShotResult, ShotSpec,
 } from './types';
+
+const DEFAULT_TRANSIENT_RETRIES = 1;
 
 const PHASES: ShotPhase[] = ['queued', 'preparing', 'submitting', 'generating', 'downloading', 'done', 'failed'];
 
@@ -19,6 +22,8 @@ interface ShotState {
   running: boolean;
   /** A regenerate request arrived while a take was running: start the next take after it. */
   rerun: boolean;
+  /** New takes started automatically after transient task failures. */
+  autoRetries: number;
 }
 
 export async function episodeWorkflow(input: EpisodeWorkflowInput): Promise<EpisodeResult> {
@@ -28,7 +33,7 @@ export async function episodeWorkflow(input: EpisodeWorkflowInput): Promise<Epis
   for (const spec of input.shots) {
     const result = doneByKey.get(spec.key);
     const phase: ShotPhase = result ? 'done' : 'queued';
-    shots.set(spec.key, { spec, result, running: false, rerun: false, progress: { key: spec.key, shot: spec.shot, take: spec.take, phase, taskId: result?.taskId } });
+    shots.set(spec.key, { spec, result, running: false, rerun: false, autoRetries: 0, progress: { key: spec.key, shot: spec.shot, take: spec.take, phase, taskId: result?.taskId } });
     if (!result) queue.push(spec.key);
   }
   let inFlight = 0;
@@ -66,10 +71,17 @@ export async function episodeWorkflow(input: EpisodeWorkflowInput): Promise<Epis
     try {
       const child = await startChild(shotWorkflow, {
         workflowId: shotWorkflowId(input.runId, spec.episode, spec.shot, spec.take),
-        args: [{ runDir: input.runDir, runId: input.runId, shot: spec, generation: input.generation, deadlineSeconds: input.deadlineSeconds, poll: input.poll }],
+        args: [{ runDir: input.runDir, runId: input.runId, shot: spec, generation: input.generation, deadlineSeconds: input.deadlineSeconds, poll: input.poll, uncertainSubmit: input.uncertainSubmit }],
         staticSummary: `${spec.name} take ${spec.take}: ${spec.prompt.slice(0, 60)}`,
       });
       const result = await child.result();
+      if (shouldRetryAsNewTake(result, state, input)) {
+        state.autoRetries++;
+        state.spec = { ...spec, take: spec.take + 1 };
+        state.progress = { key: spec.key, shot: spec.shot, take: spec.take + 1, phase: 'queued' };
+        state.rerun = true;
+        return;
+      }
       settle(state, spec, result);
     } catch (err) {
       // The child itself failed, was terminated or timed out (its own failures come back as FAILED results).
@@ -107,6 +119,13 @@ export async function episodeWorkflow(input: EpisodeWorkflowInput): Promise<Epis
     failed: results.filter((r) => r.status === 'FAILED').length,
     shots: results,
   };
+}
+
+/** A task the provider failed for a transient reason (e.g. InternalError) gets a new take, a limited number of times. */
+function shouldRetryAsNewTake(result: ShotResult, state: ShotState, input: EpisodeWorkflowInput): boolean {
+  if (result.status !== 'FAILED' || !result.taskId || !result.errorCode) return false;
+  if (state.spec.take !== result.take || state.rerun) return false; // the user already asked for a new take
+  return isRetryableCode(result.errorCode) === true && state.autoRetries < (input.transientRetries ?? DEFAULT_TRANSIENT_RETRIES);
 }
 
 function settle(state: ShotState, spec: ShotSpec, result: ShotResult): void {

@@ -74,6 +74,7 @@ export async function shotWorkflow(input: ShotWorkflowInput): Promise<ShotResult
       image: { path: image.path, mime: image.mime },
       prompt: shot.prompt,
       generation: input.generation,
+      onUncertain: input.uncertainSubmit,
     });
     await enter('generating', submitted.taskId);
     await record.recordShot({ runDir, shot, generation: input.generation, update: { kind: 'submitted', taskId: submitted.taskId } });
@@ -162,6 +163,7 @@ async function notifyParent(update: { key: string; take: number; phase: ShotPhas
 function describeTaskEnd(state: TaskCheck): string {
   switch (state.status) {
     case 'FAILED':
+      if (state.code === 'DataInspectionFailed') return moderationMessage(state.message);
       return `The provider failed the task: ${state.code ?? 'no code'}${state.message ? ` (${state.message})` : ''}.`;
     case 'UNKNOWN':
       return 'The provider does not know this task (expired after 24 h, or a different account/region).';
@@ -181,10 +183,16 @@ function failureType(err: unknown): string | undefined {
   return undefined;
 }
 
+/** Retrying cannot help a moderation block: the user has to change the prompt (or the image). */
+function moderationMessage(detail: string | undefined): string {
+  return `Content moderation blocked this shot (DataInspectionFailed${detail ? `: ${detail}` : ''}). Edit the prompt or image, then run \`i2v regenerate\` with --prompt.`;
+}
+
 function toShotFailure(err: unknown): ShotFailed {
   if (err instanceof ShotFailed) return err;
   if (err instanceof ActivityFailure) {
     const cause = err.cause;
+    if (cause instanceof ApplicationFailure && cause.type === 'DataInspectionFailed') return new ShotFailed('DataInspectionFailed', moderationMessage(cause.message));
     if (cause instanceof ApplicationFailure) return new ShotFailed(cause.type ?? 'ActivityFailed', cause.message);
     return new ShotFailed('ActivityFailed', cause?.message ?? err.message);
   }

@@ -1,6 +1,7 @@
 /** Data that crosses the workflow boundary: plain, small, JSON. Never image bytes, never secrets. */
 import type { GenerationParams } from '../config';
 import type { PlannedShot } from '../runs/scan';
+import type { UncertainSubmitPolicy } from '../activities';
 
 /** A planned shot (see the run-folder scan) and the take this attempt makes (1 first; regenerations count up). */
 export interface ShotSpec extends PlannedShot {
@@ -22,6 +23,8 @@ export interface ShotWorkflowInput {
   /** Polling stops this long after the task was submitted. */
   deadlineSeconds: number;
   poll: PollSchedule;
+  /** When a submission's outcome is unknown: stop ('fail', the default) or risk paying twice ('resubmit'). */
+  uncertainSubmit?: UncertainSubmitPolicy;
 }
 
 export type ShotPhase = 'queued' | 'preparing' | 'submitting' | 'generating' | 'downloading' | 'done' | 'failed';
@@ -56,6 +59,9 @@ export interface EpisodeWorkflowInput {
   poll: PollSchedule;
   /** Shot workflows of this episode running at once. */
   maxInFlight: number;
+  /** New takes started automatically after a task fails for a transient reason (default 1). */
+  transientRetries?: number;
+  uncertainSubmit?: UncertainSubmitPolicy;
 }
 
 export interface ShotProgress {

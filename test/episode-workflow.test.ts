@@ -1,0 +1,110 @@
+/**
+ * The episode workflow on the time-skipping server with real activities and the emulator: automatic new
+ * takes after transient task failures, none after moderation blocks, and the progress query.
+ */
+import { randomUUID } from 'node:crypto';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { TestWorkflowEnvironment } from '@temporalio/testing';
+import type { Worker } from '@temporalio/worker';
+import { DEFAULT_GENERATION } from '../src/config';
+import { startEmulator, type Emulator } from '../src/emulator';
+import { scanRun } from '../src/runs/scan';
+import { readTaskRecord } from '../src/runs/taskRecord';
+import { DEFAULT_POLL_SCHEDULE } from '../src/workflows/polling';
+import { episodeProgressQuery } from '../src/workflows/messages';
+import type { EpisodeWorkflowInput } from '../src/workflows/types';
+import { makeRunFolder, type ShotFixture } from './helpers/runFolder';
+import { emulatorWorker, timeSkippingEnv } from './helpers/temporal';
+
+let env: TestWorkflowEnvironment;
+let emulator: Emulator;
+let worker: Worker;
+let workerRun: Promise<void>;
+const taskQueue = 'episode-tests';
+
+beforeAll(async () => {
+  [env, emulator] = await Promise.all([timeSkippingEnv(), startEmulator({ pendingMs: 0, runningMs: 100, videoSeconds: 1 })]);
+  worker = await emulatorWorker(env.nativeConnection, taskQueue, emulator.baseUrl);
+  workerRun = worker.run();
+});
+
+afterAll(async () => {
+  worker?.shutdown();
+  await workerRun;
+  await env?.teardown();
+  await emulator?.close();
+});
+
+async function episodeInput(shots: ShotFixture[], over: Partial<EpisodeWorkflowInput> = {}): Promise<EpisodeWorkflowInput> {
+  const plan = await scanRun(await makeRunFolder(shots));
+  return {
+    runDir: plan.runDir,
+    runId: `${plan.runId}-${randomUUID().slice(0, 8)}`,
+    episode: 1,
+    shots: plan.episodes[0]!.shots.map((s) => ({ ...s, take: 1 })),
+    done: [],
+    generation: { ...DEFAULT_GENERATION, resolution: '480P' },
+    deadlineSeconds: 7200,
+    poll: DEFAULT_POLL_SCHEDULE,
+    maxInFlight: 2,
+    ...over,
+  };
+}
+
+const run = (input: EpisodeWorkflowInput) => env.client.workflow.start('episodeWorkflow', { taskQueue, workflowId: `episode-${randomUUID()}`, args: [input] });
+
+describe('episodeWorkflow', () => {
+  it('starts one new take when the provider fails a task for a transient reason', async () => {
+    const input = await episodeInput([{ episode: 1, shot: 1, prompt: '第一次会失败' }]);
+    const before = emulator.ledger().submissions.length;
+    emulator.setFaults({ failTasks: 1, failCode: 'InternalError' });
+    const result = await (await run(input)).result();
+    expect(result).toMatchObject({ succeeded: 1, failed: 0 });
+    expect(result.shots[0]).toMatchObject({ status: 'SUCCESS', take: 2 });
+    expect(emulator.ledger().submissions.length - before).toBe(2);
+    expect((await readTaskRecord(input.runDir))['Episode-01-001']).toMatchObject({ status: 'SUCCESS', take: 2 });
+  });
+
+  it('gives up after the configured number of new takes', async () => {
+    const input = await episodeInput([{ episode: 1, shot: 1, prompt: '总是失败 [emulator:fail=InternalError]' }], { transientRetries: 2 });
+    const before = emulator.ledger().submissions.length;
+    const result = await (await run(input)).result();
+    expect(result.shots[0]).toMatchObject({ status: 'FAILED', take: 3, errorCode: 'InternalError' });
+    expect(emulator.ledger().submissions.length - before).toBe(3);
+  });
+
+  it('does not pay again for a moderation block, and tells the user to edit the prompt', async () => {
+    const input = await episodeInput([
+      { episode: 1, shot: 1, prompt: '被拦截 [emulator:fail=DataInspectionFailed]' },
+      { episode: 1, shot: 2, prompt: '提交即被拦截 [emulator:reject=DataInspectionFailed]' },
+      { episode: 1, shot: 3, prompt: '正常' },
+    ]);
+    const before = emulator.ledger();
+    const result = await (await run(input)).result();
+    expect(result).toMatchObject({ succeeded: 1, failed: 2 });
+    for (const shot of result.shots.filter((s) => s.status === 'FAILED')) {
+      expect(shot).toMatchObject({ take: 1, errorCode: 'DataInspectionFailed' });
+      expect(shot.errorMessage).toMatch(/Content moderation blocked this shot.*Edit the prompt/);
+    }
+    const after = emulator.ledger();
+    expect(after.submissions.length - before.submissions.length).toBe(2); // the rejected one was never accepted
+    expect(after.posts - before.posts).toBe(3); // and each was sent exactly once
+  });
+
+  it('answers the progress query with every shot and its state', async () => {
+    const input = await episodeInput([
+      { episode: 1, shot: 1, prompt: '一' },
+      { episode: 1, shot: 2, prompt: '二' },
+      { episode: 1, shot: 3, prompt: '三' },
+    ], { maxInFlight: 1 });
+    const handle = await run(input);
+    const early = await handle.query(episodeProgressQuery);
+    expect(early.total).toBe(3);
+    expect(early.shots.map((s) => s.key)).toEqual(['Episode-01-001', 'Episode-01-002', 'Episode-01-003']);
+    expect(early.counts.queued + early.counts.preparing + early.counts.submitting + early.counts.generating).toBeGreaterThanOrEqual(2);
+    await handle.result();
+    const late = await handle.query(episodeProgressQuery);
+    expect(late.counts.done).toBe(3);
+    expect(late.shots.every((s) => s.phase === 'done' && s.taskId)).toBe(true);
+  });
+});
