@@ -77,7 +77,7 @@ addGenerationOptions(regenerateCmd).action(async (runDir: string, flags: Provide
     const workerRun = worker.run();
     try {
       await withInterrupt(async (signal) => {
-        const { workflowId, take } = await requestRegeneration(temporal.client, runDir, { episode: flags.episode, shot: flags.shot, prompt: flags.prompt, settings: settingsFromFlags(flags) });
+        const { workflowId, take } = await requestRegeneration(temporal.client, runDir, { episode: flags.episode, shot: flags.shot, prompt: flags.prompt, settings: settingsFromFlags(flags), searchAttributes: temporal.searchAttributes });
         console.log(`Take ${take} of episode ${flags.episode} shot ${flags.shot} queued as ${workflowId}; waiting for it...`);
         const result = await waitForShot(temporal.client, workflowId, signal);
         if (result.status !== 'SUCCESS') throw new ExitError(`Take ${take} failed: [${result.errorCode}] ${result.errorMessage}`, 1);

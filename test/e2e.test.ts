@@ -35,13 +35,24 @@ const settings: RunSettings = {
 
 beforeAll(async () => {
   [env, emulator] = await Promise.all([devServerEnv(), startEmulator({ pendingMs: 200, runningMs: 800, videoSeconds: 2 })]);
-  temporal = { client: env.client, nativeConnection: env.nativeConnection, address: env.address, namespace: 'default', startedServer: false, close: async () => undefined };
+  temporal = { client: env.client, nativeConnection: env.nativeConnection, address: env.address, namespace: 'default', startedServer: false, searchAttributes: true, close: async () => undefined };
 });
 
 afterAll(async () => {
   await env?.teardown();
   await emulator?.close();
 });
+
+/** Visibility is eventually consistent: retry a read until it returns something, within a deadline. */
+async function eventually<T>(read: () => Promise<T | undefined>, timeoutMs = 15_000): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const value = await read();
+    if (value !== undefined) return value;
+    if (Date.now() > deadline) throw new Error('condition not met before the deadline');
+    await new Promise((r) => setTimeout(r, 200));
+  }
+}
 
 const quiet = () => new Writable({ write: (_chunk, _enc, done) => done() }) as unknown as NodeJS.WriteStream;
 const provider = () => providerConfig('emulator', { baseUrl: emulator.baseUrl });
@@ -80,6 +91,16 @@ describe('i2v run, end to end', () => {
     expect(leftovers).toEqual([]);
     await maybeRecordHistory('episode-success', env.client.workflow.getHandle(episodeWorkflowId(summary.plan.runId, 1)));
 
+    // The Web UI (and `temporal workflow list`) can filter this run's workflows by search attribute.
+    const listed = await eventually(async () => {
+      const found: Array<{ id: string; state: unknown; summary?: string }> = [];
+      for await (const wf of temporal.client.workflow.list({ query: `I2vRun="${summary.plan.runId}"` })) {
+        found.push({ id: wf.workflowId, state: wf.searchAttributes.I2vState?.[0] });
+      }
+      return found.length === 6 ? found : undefined;
+    });
+    expect(listed.map((w) => w.state).sort()).toEqual(['done', 'done', 'done', 'done', 'done', 'done']);
+
     const posts = emulator.ledger().posts;
     const again = await runCommand(runDir, { provider: provider(), settings, temporal, out: quiet(), refreshMs: 200 });
     expect(again).toMatchObject({ succeeded: 4, failed: 0 });
@@ -110,7 +131,7 @@ describe('i2v run, end to end', () => {
     const worker = await createWorker({ connection: temporal.nativeConnection, namespace: 'default', provider: provider() });
     const running = worker.run();
     try {
-      const { workflowId, take } = await requestRegeneration(temporal.client, runDir, { episode: 1, shot: 1, prompt: '第二版：镜头拉远', settings });
+      const { workflowId, take } = await requestRegeneration(temporal.client, runDir, { episode: 1, shot: 1, prompt: '第二版：镜头拉远', settings, searchAttributes: true });
       expect(take).toBe(2);
       const result = await waitForShot(temporal.client, workflowId);
       expect(result).toMatchObject({ status: 'SUCCESS', take: 2 });

@@ -13,6 +13,7 @@ import { readTaskRecord } from '../src/runs/taskRecord';
 import { DEFAULT_POLL_SCHEDULE } from '../src/workflows/polling';
 import { episodeProgressQuery } from '../src/workflows/messages';
 import type { EpisodeWorkflowInput } from '../src/workflows/types';
+import type { episodeWorkflow } from '../src/workflows/episode';
 import { makeRunFolder, type ShotFixture } from './helpers/runFolder';
 import { emulatorWorker, timeSkippingEnv } from './helpers/temporal';
 
@@ -51,7 +52,7 @@ async function episodeInput(shots: ShotFixture[], over: Partial<EpisodeWorkflowI
   };
 }
 
-const run = (input: EpisodeWorkflowInput) => env.client.workflow.start('episodeWorkflow', { taskQueue, workflowId: `episode-${randomUUID()}`, args: [input] });
+const run = (input: EpisodeWorkflowInput) => env.client.workflow.start<typeof episodeWorkflow>('episodeWorkflow', { taskQueue, workflowId: `episode-${randomUUID()}`, args: [input] });
 
 describe('episodeWorkflow', () => {
   it('starts one new take when the provider fails a task for a transient reason', async () => {

@@ -9,6 +9,7 @@ import { readTaskRecord } from '../runs/taskRecord';
 import { TASK_QUEUE } from '../worker';
 import { episodeWorkflowId, shotWorkflowId } from '../workflows/ids';
 import { regenerateUpdate } from '../workflows/messages';
+import { episodeSearchAttributes } from '../workflows/searchAttributes';
 import type { episodeWorkflow } from '../workflows/episode';
 import type { shotWorkflow } from '../workflows/shot';
 import type { ShotResult, ShotSpec } from '../workflows/types';
@@ -19,6 +20,8 @@ export interface RegenerateOptions {
   shot: number;
   prompt?: string;
   settings: RunSettings;
+  /** The server has our search attributes (TemporalHandle.searchAttributes). */
+  searchAttributes: boolean;
 }
 
 /** Queues the new take and returns the id of its shot workflow. */
@@ -47,7 +50,8 @@ export async function requestRegeneration(client: Client, runDir: string, opts: 
     taskQueue: TASK_QUEUE,
     workflowId,
     workflowIdConflictPolicy: 'USE_EXISTING',
-    args: [{ runDir: plan.runDir, runId: plan.runId, episode: opts.episode, shots: [spec], done: [], ...opts.settings }],
+    args: [{ runDir: plan.runDir, runId: plan.runId, episode: opts.episode, shots: [spec], done: [], ...opts.settings, searchAttributes: opts.searchAttributes }],
+    typedSearchAttributes: opts.searchAttributes ? episodeSearchAttributes(plan.runId, opts.episode) : undefined,
     staticSummary: `${episode.name} of ${plan.runId}: regenerate shot ${opts.shot}`,
   });
   return { workflowId: shotWorkflowId(plan.runId, opts.episode, opts.shot, take), take };

@@ -8,7 +8,8 @@ import type { ProviderConfig } from '../config';
 import { outputPaths } from '../runs/paths';
 import { scanRun, type RunPlan } from '../runs/scan';
 import { readTaskRecord } from '../runs/taskRecord';
-import { connectTemporal, workflowUiUrl, type TemporalHandle } from '../temporal/connection';
+import { connectTemporal, runUiUrl, workflowUiUrl, type TemporalHandle } from '../temporal/connection';
+import { episodeSearchAttributes } from '../workflows/searchAttributes';
 import { createWorker, TASK_QUEUE } from '../worker';
 import { episodeWorkflowId } from '../workflows/ids';
 import { episodeProgressQuery } from '../workflows/messages';
@@ -62,12 +63,16 @@ export async function runCommand(runDir: string, opts: RunOptions): Promise<RunS
       const handle = await temporal.client.workflow.start<typeof episodeWorkflow>('episodeWorkflow', {
         taskQueue: TASK_QUEUE,
         workflowId,
-        args: [input],
+        args: [{ ...input, searchAttributes: temporal.searchAttributes }],
         workflowIdConflictPolicy: 'USE_EXISTING',
         staticSummary: `${episode.name} of ${plan.runId}: ${input.shots.length} shots`,
+        typedSearchAttributes: temporal.searchAttributes ? episodeSearchAttributes(plan.runId, episode.episode) : undefined,
       });
       started.push({ name: episode.name, handle });
       if (temporal.uiUrl) out.write(`${episode.name}: ${workflowUiUrl(temporal.uiUrl, temporal.namespace, workflowId)}\n`);
+    }
+    if (temporal.uiUrl && temporal.searchAttributes && started.length > 0) {
+      out.write(`All workflows of this run: ${runUiUrl(temporal.uiUrl, temporal.namespace, plan.runId)}\n`);
     }
 
     const printer = createProgressPrinter(out);

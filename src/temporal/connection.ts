@@ -12,6 +12,8 @@ import { NativeConnection } from '@temporalio/worker';
 import { ConfigError } from '../errors';
 import { resolveTemporalTool } from './binaries';
 import { ensureRuntime } from './runtime';
+import { SEARCH_ATTRIBUTES } from '../workflows/searchAttributes';
+import { temporal } from '@temporalio/proto';
 
 export interface EmbeddedServerOptions {
   /** Folder for the SQLite database. */
@@ -33,6 +35,8 @@ export interface TemporalHandle {
   uiUrl?: string;
   /** True when this process started the server (it stops when this process closes it). */
   startedServer: boolean;
+  /** Our custom search attributes are registered, so workflows may set them. */
+  searchAttributes: boolean;
   close(): Promise<void>;
 }
 
@@ -72,6 +76,7 @@ export async function startEmbeddedServer(opts: EmbeddedServerOptions, namespace
       ui: opts.uiPort > 0,
       uiPort: opts.uiPort || undefined,
       dbFilename: path.join(opts.stateDir, 'temporal.db'),
+      searchAttributes: SEARCH_ATTRIBUTES,
       // The dev server's start-up chatter ("frontend not healthy yet") is noise to users; I2V_TEMPORAL_LOG_LEVEL=debug shows it.
       log: { format: 'pretty', level: process.env.I2V_TEMPORAL_LOG_LEVEL === 'debug' ? 'info' : 'never' },
       // Offline-friendly: the Web UI would otherwise try to fetch a newsfeed from the internet.
@@ -85,6 +90,7 @@ export async function startEmbeddedServer(opts: EmbeddedServerOptions, namespace
     namespace,
     uiUrl: opts.uiPort > 0 ? `http://localhost:${opts.uiPort}` : undefined,
     startedServer: true,
+    searchAttributes: true,
     close: () => env.teardown(),
   };
 }
@@ -104,11 +110,42 @@ async function connectExisting(address: string, namespace: string, uiUrl: string
     namespace,
     uiUrl,
     startedServer: false,
+    searchAttributes: await ensureSearchAttributes(connection, namespace),
     close: async () => {
       await nativeConnection.close();
       await connection.close();
     },
   };
+}
+
+/**
+ * Registers our search attributes when missing (self-hosted and dev servers allow it). Where that is refused
+ * (e.g. Temporal Cloud, or no operator permission) everything still works, without them; the README says how
+ * to add them by hand.
+ */
+export async function ensureSearchAttributes(connection: Connection, namespace: string): Promise<boolean> {
+  try {
+    const { customAttributes } = await connection.operatorService.listSearchAttributes({ namespace });
+    const missing = SEARCH_ATTRIBUTES.filter((key) => !(key.name in (customAttributes ?? {})));
+    if (missing.length === 0) return true;
+    await connection.operatorService.addSearchAttributes({
+      namespace,
+      searchAttributes: Object.fromEntries(missing.map((key) => [key.name, indexedValueType(key.type)])),
+    });
+    return true;
+  } catch (err) {
+    console.warn(`[i2v] Search attributes not available on this server (${(err as Error).message}); the Web UI cannot filter by run. See README "Temporal".`);
+    return false;
+  }
+}
+
+function indexedValueType(type: string): temporal.api.enums.v1.IndexedValueType {
+  return type === 'INT' ? temporal.api.enums.v1.IndexedValueType.INDEXED_VALUE_TYPE_INT : temporal.api.enums.v1.IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD;
+}
+
+/** The Web UI's workflow list filtered to one run. */
+export function runUiUrl(uiUrl: string, namespace: string, runId: string): string {
+  return `${uiUrl}/namespaces/${encodeURIComponent(namespace)}/workflows?query=${encodeURIComponent(`I2vRun="${runId}"`)}`;
 }
 
 async function isTemporalServing(address: string): Promise<boolean> {

@@ -2,11 +2,12 @@
  * One episode: a child workflow per shot take, at most `maxInFlight` at once, in shot order. Answers the
  * `progress` query and accepts `regenerate` updates while it runs. Deterministic: no I/O here.
  */
-import { ChildWorkflowFailure, allHandlersFinished, condition, setCurrentDetails, setHandler, startChild } from '@temporalio/workflow';
+import { ChildWorkflowFailure, allHandlersFinished, condition, setCurrentDetails, setHandler, startChild, upsertSearchAttributes } from '@temporalio/workflow';
 import { episodeProgressQuery, regenerateUpdate, shotPhaseSignal } from './messages';
 import { shotWorkflowId } from './ids';
 import { shotWorkflow } from './shot';
 import { isRetryableCode } from '../provider/errors';
+import { I2V_STATE, shotSearchAttributes } from './searchAttributes';
 import type {
   EpisodeProgress, EpisodeResult, EpisodeWorkflowInput, RegenerateRequest, ShotPhase, ShotProgress, ShotResult, ShotSpec,
 } from './types';
@@ -71,8 +72,12 @@ export async function episodeWorkflow(input: EpisodeWorkflowInput): Promise<Epis
     try {
       const child = await startChild(shotWorkflow, {
         workflowId: shotWorkflowId(input.runId, spec.episode, spec.shot, spec.take),
-        args: [{ runDir: input.runDir, runId: input.runId, shot: spec, generation: input.generation, deadlineSeconds: input.deadlineSeconds, poll: input.poll, uncertainSubmit: input.uncertainSubmit }],
+        args: [{
+          runDir: input.runDir, runId: input.runId, shot: spec, generation: input.generation, deadlineSeconds: input.deadlineSeconds,
+          poll: input.poll, uncertainSubmit: input.uncertainSubmit, searchAttributes: input.searchAttributes,
+        }],
         staticSummary: `${spec.name} take ${spec.take}: ${spec.prompt.slice(0, 60)}`,
+        typedSearchAttributes: input.searchAttributes ? shotSearchAttributes(input.runId, spec.episode, spec.shot) : undefined,
       });
       const result = await child.result();
       if (shouldRetryAsNewTake(result, state, input)) {
@@ -112,11 +117,13 @@ export async function episodeWorkflow(input: EpisodeWorkflowInput): Promise<Epis
   }
 
   const results = [...shots.values()].map((s) => s.result).filter((r): r is ShotResult => r !== undefined).sort((a, b) => a.shot - b.shot);
+  const failed = results.filter((r) => r.status === 'FAILED').length;
+  if (input.searchAttributes) upsertSearchAttributes([{ key: I2V_STATE, value: failed ? 'failed' : 'done' }]);
   return {
     episode: input.episode,
     total: results.length,
     succeeded: results.filter((r) => r.status === 'SUCCESS').length,
-    failed: results.filter((r) => r.status === 'FAILED').length,
+    failed,
     shots: results,
   };
 }

@@ -3,6 +3,7 @@
  * the deadline passes, then download the video and cut its thumbnails. Deterministic: all I/O is in activities.
  */
 import {
+  type ActivityOptions,
   ActivityFailure,
   ApplicationFailure,
   getExternalWorkflowHandle,
@@ -11,36 +12,50 @@ import {
   sleep,
   workflowInfo,
   setCurrentDetails,
+  upsertSearchAttributes,
 } from '@temporalio/workflow';
 import type { Activities } from '../activities';
 import { shotPhaseSignal, shotProgressQuery } from './messages';
 import { pollDelaySeconds } from './polling';
 import type { ShotPhase, ShotProgress, ShotResult, ShotWorkflowInput } from './types';
 import { submissionKey } from './ids';
+import { I2V_STATE } from './searchAttributes';
 
-const prep = proxyActivities<Activities>({
+const PREP: ActivityOptions = {
   startToCloseTimeout: '5 minutes',
   retry: { maximumAttempts: 3, nonRetryableErrorTypes: ['InputError'] },
-});
+};
 // Submitting costs money: the activity itself guards against double submission (journal); retries here only
 // cover failures where the provider certainly did not accept the request (429, 5xx, connection refused).
-const submit = proxyActivities<Activities>({
+const SUBMIT: ActivityOptions = {
   startToCloseTimeout: '2 minutes',
   retry: { initialInterval: '2 seconds', backoffCoefficient: 2, maximumInterval: '1 minute', maximumAttempts: 8 },
-});
-const check = proxyActivities<Activities>({
+};
+const CHECK: ActivityOptions = {
   startToCloseTimeout: '1 minute',
   retry: { initialInterval: '2 seconds', backoffCoefficient: 2, maximumInterval: '30 seconds', maximumAttempts: 6 },
-});
-const files = proxyActivities<Activities>({
+};
+const FILES: ActivityOptions = {
   startToCloseTimeout: '15 minutes',
   heartbeatTimeout: '1 minute',
   retry: { initialInterval: '5 seconds', backoffCoefficient: 2, maximumInterval: '1 minute', maximumAttempts: 5 },
-});
-const record = proxyActivities<Activities>({
+};
+const RECORD: ActivityOptions = {
   startToCloseTimeout: '30 seconds',
   retry: { initialInterval: '1 second', maximumInterval: '10 seconds', maximumAttempts: 20 },
-});
+};
+
+const activities = proxyActivities<Activities>(PREP);
+
+/** Runs an activity with its options and a one-line summary, so the event history reads like a story. */
+function act<K extends keyof Activities>(name: K, options: ActivityOptions, summary: string, ...args: Parameters<Activities[K]>): Promise<Awaited<ReturnType<Activities[K]>>> {
+  const fn = activities[name] as unknown as CallableWithOptions<Activities[K]>;
+  return fn.executeWithOptions({ ...options, summary }, args);
+}
+
+type CallableWithOptions<F extends (...args: never[]) => unknown> = {
+  executeWithOptions(options: ActivityOptions, args: Parameters<F>): Promise<Awaited<ReturnType<F>>>;
+};
 
 /** A shot that cannot finish; the workflow still completes, with a FAILED result the episode can report. */
 class ShotFailed extends Error {
@@ -59,16 +74,17 @@ export async function shotWorkflow(input: ShotWorkflowInput): Promise<ShotResult
     progress.phase = phase;
     if (taskId) progress.taskId = taskId;
     setCurrentDetails(`**${phase}**${progress.taskId ? ` · task \`${progress.taskId}\`` : ''}${polls ? ` · ${polls} polls` : ''}`);
+    if (input.searchAttributes) upsertSearchAttributes([{ key: I2V_STATE, value: phase }]);
     await notifyParent({ key: shot.key, take: shot.take, phase, taskId: progress.taskId });
   };
 
   const base = { key: shot.key, episode: shot.episode, shot: shot.shot, take: shot.take };
   try {
     await enter('preparing');
-    const image = await prep.prepareImage({ runDir, imagePath: shot.imagePath });
+    const image = await act('prepareImage', PREP, `Prepare the image of ${shot.name}`, { runDir, imagePath: shot.imagePath });
 
     await enter('submitting');
-    const submitted = await submit.submitTask({
+    const submitted = await act('submitTask', SUBMIT, `Submit ${shot.name} take ${shot.take} (paid, at most once)`, {
       runDir,
       submissionKey: submissionKey(input.runId, shot.episode, shot.shot, shot.take),
       image: { path: image.path, mime: image.mime },
@@ -77,7 +93,7 @@ export async function shotWorkflow(input: ShotWorkflowInput): Promise<ShotResult
       onUncertain: input.uncertainSubmit,
     });
     await enter('generating', submitted.taskId);
-    await record.recordShot({ runDir, shot, generation: input.generation, update: { kind: 'submitted', taskId: submitted.taskId } });
+    await act('recordShot', RECORD, 'Record the task id in tasks.json', { runDir, shot, generation: input.generation, update: { kind: 'submitted', taskId: submitted.taskId } });
 
     const remainingMs = input.deadlineSeconds * 1000 - submitted.elapsedSinceSubmitMs;
     const outcome = await pollUntilDone(submitted.taskId, remainingMs, input, () => ++polls);
@@ -87,8 +103,8 @@ export async function shotWorkflow(input: ShotWorkflowInput): Promise<ShotResult
 
     await enter('downloading');
     const video = await downloadWithFreshUrl(input, submitted.taskId, outcome.videoUrl);
-    const thumbs = await files.makeThumbnails({ runDir, shot, videoPath: video.videoPath });
-    await record.recordShot({
+    const thumbs = await act('makeThumbnails', FILES, 'Cut the first-frame thumbnails', { runDir, shot, videoPath: video.videoPath });
+    await act('recordShot', RECORD, 'Record the finished shot in tasks.json', {
       runDir, shot, generation: input.generation,
       update: { kind: 'succeeded', taskId: submitted.taskId, videoUrl: video.videoUrl, videoPath: video.videoPath, thumbnailPath: thumbs.thumbnailPath },
     });
@@ -97,7 +113,7 @@ export async function shotWorkflow(input: ShotWorkflowInput): Promise<ShotResult
   } catch (err) {
     const failure = toShotFailure(err);
     progress.error = failure.message;
-    await record.recordShot({ runDir, shot, generation: input.generation, update: { kind: 'failed', taskId: progress.taskId, errorCode: failure.code, errorMessage: failure.message } });
+    await act('recordShot', RECORD, 'Record the failure in tasks.json', { runDir, shot, generation: input.generation, update: { kind: 'failed', taskId: progress.taskId, errorCode: failure.code, errorMessage: failure.message } });
     await enter('failed');
     return { ...base, status: 'FAILED', taskId: progress.taskId, polls, errorCode: failure.code, errorMessage: failure.message };
   }
@@ -112,11 +128,12 @@ type TaskCheck = Awaited<ReturnType<Activities['checkTask']>>;
 async function pollUntilDone(taskId: string, remainingMs: number, input: ShotWorkflowInput, countPoll: () => number): Promise<TaskCheck> {
   if (remainingMs <= 0) throw new ShotFailed('DeadlineExceeded', deadlineMessage(taskId, input.deadlineSeconds));
   let deadlinePassed = false;
-  const deadline = sleep(remainingMs).then(() => {
+  const deadline = sleep(remainingMs, { summary: `Deadline: ${Math.round(input.deadlineSeconds / 60)} min after submission` }).then(() => {
     deadlinePassed = true;
   });
   for (let i = 0; ; i++) {
-    await Promise.race([sleep(pollDelaySeconds(i, input.poll) * 1000), deadline]);
+    const delay = pollDelaySeconds(i, input.poll);
+    await Promise.race([sleep(delay * 1000, { summary: `Wait ${delay} s before status check ${i + 1}` }), deadline]);
     const n = countPoll();
     const state = await checkOnce(taskId);
     if (state?.done) return state;
@@ -128,7 +145,7 @@ async function pollUntilDone(taskId: string, remainingMs: number, input: ShotWor
 /** One status check. A transient failure that outlasts the activity's retries is just a missed poll. */
 async function checkOnce(taskId: string): Promise<TaskCheck | undefined> {
   try {
-    return await check.checkTask({ taskId });
+    return await act('checkTask', CHECK, `Check task ${taskId}`, { taskId });
   } catch (err) {
     if (err instanceof ActivityFailure && err.cause instanceof ApplicationFailure && err.cause.nonRetryable) throw err;
     return undefined;
@@ -139,14 +156,14 @@ async function checkOnce(taskId: string): Promise<TaskCheck | undefined> {
 async function downloadWithFreshUrl(input: ShotWorkflowInput, taskId: string, videoUrl: string) {
   const args = { runDir: input.runDir, shot: input.shot };
   try {
-    return await files.downloadVideo({ ...args, videoUrl });
+    return await act('downloadVideo', FILES, `Download the video of ${input.shot.name}`, { ...args, videoUrl });
   } catch (err) {
     if (failureType(err) !== 'UrlExpired') throw err;
     const fresh = await checkOnce(taskId);
     if (!fresh?.succeeded || !fresh.videoUrl || fresh.videoUrl === videoUrl) {
       throw new ShotFailed('UrlExpired', `The video URL of task ${taskId} has expired and the provider gave no fresh one.`);
     }
-    return files.downloadVideo({ ...args, videoUrl: fresh.videoUrl });
+    return act('downloadVideo', FILES, `Download the video of ${input.shot.name} again (fresh URL)`, { ...args, videoUrl: fresh.videoUrl });
   }
 }
 

@@ -25,6 +25,8 @@ export interface ShotWorkflowInput {
   poll: PollSchedule;
   /** When a submission's outcome is unknown: stop ('fail', the default) or risk paying twice ('resubmit'). */
   uncertainSubmit?: UncertainSubmitPolicy;
+  /** The server has our custom search attributes registered: keep `I2vState` up to date. */
+  searchAttributes?: boolean;
 }
 
 export type ShotPhase = 'queued' | 'preparing' | 'submitting' | 'generating' | 'downloading' | 'done' | 'failed';
@@ -62,6 +64,8 @@ export interface EpisodeWorkflowInput {
   /** New takes started automatically after a task fails for a transient reason (default 1). */
   transientRetries?: number;
   uncertainSubmit?: UncertainSubmitPolicy;
+  /** The server has our custom search attributes registered (see searchAttributes.ts). */
+  searchAttributes?: boolean;
 }
 
 export interface ShotProgress {

@@ -7,6 +7,7 @@ import { createProviderClient } from '../../src/provider/client';
 import { resolveTemporalTool } from '../../src/temporal/binaries';
 import { workflowBundle } from '../../src/worker';
 import { ensureRuntime } from '../../src/temporal/runtime';
+import { SEARCH_ATTRIBUTES } from '../../src/workflows/searchAttributes';
 
 export function timeSkippingEnv(): Promise<TestWorkflowEnvironment> {
   ensureRuntime();
@@ -15,7 +16,9 @@ export function timeSkippingEnv(): Promise<TestWorkflowEnvironment> {
 
 export function devServerEnv(): Promise<TestWorkflowEnvironment> {
   ensureRuntime();
-  return TestWorkflowEnvironment.createLocal({ server: { executable: resolveTemporalTool('temporal').executable, log: { format: 'pretty', level: 'error' } } });
+  return TestWorkflowEnvironment.createLocal({
+    server: { executable: resolveTemporalTool('temporal').executable, log: { format: 'pretty', level: 'error' }, searchAttributes: SEARCH_ATTRIBUTES },
+  });
 }
 
 /** A worker running the real workflows and activities against the emulator at `baseUrl`. */
