@@ -142,6 +142,11 @@ describe('i2v run, end to end', () => {
     const record = (await readTaskRecord(first.plan.runDir))['Episode-01-001']!;
     expect(record).toMatchObject({ status: 'SUCCESS', take: 2, prompt: '第二版：镜头拉远' });
     expect(record.task_id).not.toBe(firstTask);
+    // Every take is listed with its task id, where its video is now, and what it cost (2 s at ¥0.10/s, 480P).
+    expect(record.takes).toEqual([
+      expect.objectContaining({ take: 1, task_id: firstTask, status: 'SUCCESS', video_path: '08_generated_videos/Episode-01/takes/Episode-01-Shot-001-take-1.mp4', cost: 0.2, currency: 'CNY' }),
+      expect.objectContaining({ take: 2, task_id: record.task_id, status: 'SUCCESS', video_path: '08_generated_videos/Episode-01/Episode-01-Shot-001.mp4', cost: 0.2, currency: 'CNY' }),
+    ]);
     const episodeDir = path.join(first.plan.runDir, '08_generated_videos', 'Episode-01');
     expect(await readdir(path.join(episodeDir, 'takes'))).toEqual(['Episode-01-Shot-001-take-1.mp4']);
     await probeVideo(path.join(episodeDir, 'takes', 'Episode-01-Shot-001-take-1.mp4'));

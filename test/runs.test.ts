@@ -522,6 +522,7 @@ describe('task record: tasks.json', () => {
       shot: 1,
       take: 1,
       model: 'wan2.2-i2v-flash',
+      takes: [{ take: 1, task_id: null, status: 'PENDING', submit_time: null, complete_time: null, video_path: null, cost: null, error_code: null }],
       updated_at: '2025-01-17T02:30:15.000Z',
     });
     const text = await fs.readFile(tasksJsonPath(run), 'utf8');

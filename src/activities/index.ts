@@ -15,7 +15,8 @@ import { downloadVideo, DownloadError } from '../media/download';
 import { extractThumbnails } from '../media/video';
 import { outputPaths, preparedCacheDir, relativeToRun } from '../runs/paths';
 import { markSubmissionStarted, readSubmission, recordSubmission, clearSubmissionStarted } from '../runs/journal';
-import { updateTaskRecord, formatLocalTime } from '../runs/taskRecord';
+import { formatLocalTime, moveTakeVideo, readTaskRecord, takeAt, updateTaskRecord } from '../runs/taskRecord';
+import { estimateShotCost, priceOf, roundMoney } from '../pricing';
 import type { ShotSpec } from '../workflows/types';
 
 export interface ActivityDeps {
@@ -31,7 +32,7 @@ export interface ActivityDeps {
 
 export type ShotRecordUpdate =
   | { kind: 'submitted'; taskId: string }
-  | { kind: 'succeeded'; taskId: string; videoUrl: string; videoPath: string; thumbnailPath: string }
+  | { kind: 'succeeded'; taskId: string; videoUrl: string; videoPath: string; thumbnailPath: string; billedSeconds?: number }
   | { kind: 'failed'; taskId?: string; errorCode: string; errorMessage: string };
 
 export function createActivities(deps: ActivityDeps) {
@@ -112,8 +113,11 @@ export function createActivities(deps: ActivityDeps) {
         });
         if (target !== out.videoPath) {
           if (await exists(out.videoPath)) {
+            const previousTake = takeAt((await readTaskRecord(args.runDir))[args.shot.key], args.runDir, out.videoPath) ?? args.shot.take - 1;
+            const archived = await freeName(path.join(takesDir, `${args.shot.name}-take-${previousTake}.mp4`));
             await mkdir(takesDir, { recursive: true });
-            await rename(out.videoPath, await freeName(path.join(takesDir, `${args.shot.name}-take-${args.shot.take - 1}.mp4`)));
+            await rename(out.videoPath, archived);
+            await moveTakeVideo(args.runDir, args.shot.key, out.videoPath, archived);
           }
           await rename(target, out.videoPath);
         }
@@ -142,19 +146,20 @@ export function createActivities(deps: ActivityDeps) {
         switch (update.kind) {
           case 'submitted':
             await updateTaskRecord(runDir, shot.key, {
-              ...common, task_id: update.taskId, status: 'RUNNING', submit_time: time, complete_time: null,
+              ...common, cost: null, task_id: update.taskId, status: 'RUNNING', submit_time: time, complete_time: null,
               video_url: null, video_path: null, thumbnail_path: null, error_message: null, error_code: null,
             });
             return;
           case 'succeeded':
             await updateTaskRecord(runDir, shot.key, {
-              ...common, task_id: update.taskId, status: 'SUCCESS', complete_time: time, video_url: update.videoUrl,
+              ...common, ...costOf(args.generation, update.billedSeconds), task_id: update.taskId, status: 'SUCCESS', complete_time: time, video_url: update.videoUrl,
               video_path: relativeToRun(runDir, update.videoPath), thumbnail_path: relativeToRun(runDir, update.thumbnailPath), error_message: null, error_code: null,
             });
             return;
           case 'failed':
+            // Failed tasks are not billed.
             await updateTaskRecord(runDir, shot.key, {
-              ...common, task_id: update.taskId ?? null, status: 'FAILED', complete_time: time, error_message: clean(update.errorMessage), error_code: update.errorCode,
+              ...common, cost: update.taskId ? 0 : null, task_id: update.taskId ?? null, status: 'FAILED', complete_time: time, error_message: clean(update.errorMessage), error_code: update.errorCode,
             });
             return;
         }
@@ -203,6 +208,16 @@ async function guard<T>(clean: (s: string) => string, fn: () => Promise<T>): Pro
     if (err instanceof Error) throw ApplicationFailure.create({ type: err.name, message: clean(err.message) });
     throw err;
   }
+}
+
+/** List price of a finished take: the seconds the provider billed (usage), else the model's default length. */
+function costOf(generation: GenerationParams, billedSeconds: number | undefined): { cost: number | null; currency?: string } {
+  if (billedSeconds === undefined) {
+    const estimate = estimateShotCost(generation);
+    return estimate ? { cost: estimate.amount, currency: estimate.currency } : { cost: null };
+  }
+  const price = priceOf(generation.model, generation.resolution);
+  return price ? { cost: roundMoney(price.perSecond * billedSeconds), currency: price.currency } : { cost: null };
 }
 
 async function exists(p: string): Promise<boolean> {

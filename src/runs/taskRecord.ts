@@ -35,8 +35,27 @@ export interface TaskRecordEntry {
   model?: string;
   resolution?: string;
   error_code?: string | null;
+  /** What this take cost at list price (failed tasks are not billed): null while unknown. */
+  cost?: number | null;
+  currency?: string;
+  /** Every take of this shot, oldest first; the top-level fields describe the newest. */
+  takes?: TakeRecord[];
   /** ISO 8601, set on every update. */
   updated_at: string;
+}
+
+/** One take (one paid submission) of a shot. */
+export interface TakeRecord {
+  take: number;
+  task_id: string | null;
+  status: TaskRecordStatus;
+  submit_time: string | null;
+  complete_time: string | null;
+  /** Where this take's video is now: the canonical file for the newest good take, `takes/...` for earlier ones. */
+  video_path: string | null;
+  cost: number | null;
+  currency?: string;
+  error_code: string | null;
 }
 
 /** Fields every update carries, so any update can create the entry (e.g. after tasks.json was deleted). */
@@ -46,7 +65,7 @@ export type TaskRecordIdentity = Pick<TaskRecordEntry, 'episode' | 'shot' | 'tak
  * Path fields (`image_path`, `video_path`, `thumbnail_path`) may be given absolute; they are stored relative
  * to the run folder. Fields set to undefined are left as they are; `updated_at` is always set.
  */
-export type TaskRecordPatch = Partial<Omit<TaskRecordEntry, 'updated_at'>> & TaskRecordIdentity;
+export type TaskRecordPatch = Partial<Omit<TaskRecordEntry, 'updated_at' | 'takes'>> & TaskRecordIdentity;
 
 export type TaskRecord = Record<string, TaskRecordEntry>;
 
@@ -68,6 +87,9 @@ const FIELD_ORDER: readonly (keyof TaskRecordEntry)[] = [
   'model',
   'resolution',
   'error_code',
+  'cost',
+  'currency',
+  'takes',
   'updated_at',
 ];
 
@@ -97,11 +119,55 @@ export async function updateTaskRecord(runDir: string, key: string, patch: TaskR
       ...defined,
       updated_at: now.toISOString(),
     };
+    merged.takes = withTake(record[key]?.takes ?? [], takeOf(merged));
     const entry = ordered(merged);
     record[key] = entry;
     await writeFileAtomic(file, serialise(record));
     return entry;
   });
+}
+
+/**
+ * Records that an earlier take's video was moved (under `takes/`) to make room for a newer one.
+ */
+export async function moveTakeVideo(runDir: string, key: string, fromPath: string, toPath: string): Promise<void> {
+  const file = tasksJsonPath(runDir);
+  const realRunDir = await fs.realpath(runDir).catch(() => path.resolve(runDir));
+  await withFileLock(file, async () => {
+    const record = await loadRecord(file);
+    const entry = record[key];
+    if (!entry?.takes) return;
+    const from = storedPath(realRunDir, runDir, fromPath);
+    const to = storedPath(realRunDir, runDir, toPath);
+    entry.takes = entry.takes.map((t) => (t.video_path === from ? { ...t, video_path: to } : t));
+    await writeFileAtomic(file, serialise(record));
+  });
+}
+
+/** The newest earlier take whose video is at `videoPath` (run-relative or absolute), if any. */
+export function takeAt(entry: TaskRecordEntry | undefined, runDir: string, videoPath: string): number | undefined {
+  const rel = path.isAbsolute(videoPath) ? relativeToRun(runDir, videoPath) : videoPath;
+  return entry?.takes?.filter((t) => t.video_path === rel).at(-1)?.take;
+}
+
+function takeOf(entry: TaskRecordEntry): TakeRecord {
+  return {
+    take: entry.take,
+    task_id: entry.task_id,
+    status: entry.status,
+    submit_time: entry.submit_time,
+    complete_time: entry.complete_time,
+    video_path: entry.status === 'SUCCESS' ? entry.video_path : null,
+    cost: entry.cost ?? null,
+    ...(entry.currency ? { currency: entry.currency } : {}),
+    error_code: entry.error_code ?? null,
+  };
+}
+
+/** Replaces the take with the same number, or appends it, keeping takes in order. */
+function withTake(takes: readonly TakeRecord[], take: TakeRecord): TakeRecord[] {
+  const others = takes.filter((t) => t.take !== take.take);
+  return [...others, take].sort((a, b) => a.take - b.take);
 }
 
 /** `2025-01-17 10:30:15` in the machine's local time zone, as the original tool wrote times. */

@@ -106,7 +106,7 @@ export async function shotWorkflow(input: ShotWorkflowInput): Promise<ShotResult
     const thumbs = await act('makeThumbnails', FILES, 'Cut the first-frame thumbnails', { runDir, shot, videoPath: video.videoPath });
     await act('recordShot', RECORD, 'Record the finished shot in tasks.json', {
       runDir, shot, generation: input.generation,
-      update: { kind: 'succeeded', taskId: submitted.taskId, videoUrl: video.videoUrl, videoPath: video.videoPath, thumbnailPath: thumbs.thumbnailPath },
+      update: { kind: 'succeeded', taskId: submitted.taskId, videoUrl: video.videoUrl, videoPath: video.videoPath, thumbnailPath: thumbs.thumbnailPath, billedSeconds: outcome.videoSeconds },
     });
     await enter('done');
     return { ...base, status: 'SUCCESS', taskId: submitted.taskId, videoPath: video.videoPath, thumbnailPath: thumbs.thumbnailPath, videoSeconds: video.durationSeconds, polls };
