@@ -5,6 +5,7 @@
 import { randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { TestWorkflowEnvironment } from '@temporalio/testing';
+import { temporal } from '@temporalio/proto';
 import type { Worker } from '@temporalio/worker';
 import { DEFAULT_GENERATION } from '../src/config';
 import { startEmulator, type Emulator } from '../src/emulator';
@@ -107,5 +108,22 @@ describe('episodeWorkflow', () => {
     const late = await handle.query(episodeProgressQuery);
     expect(late.counts.done).toBe(3);
     expect(late.shots.every((s) => s.phase === 'done' && s.taskId)).toBe(true);
+  });
+
+  it('continues as new to keep its history bounded, without losing results, learned timings or the progress query', async () => {
+    const shots = Array.from({ length: 8 }, (_, i) => ({ episode: 1, shot: i + 1, prompt: `镜头 ${i + 1}` }));
+    const input = await episodeInput(shots, { maxInFlight: 2, maxEventsPerRun: 60 });
+    const handle = await run(input);
+    const result = await handle.result();
+    expect(result).toMatchObject({ total: 8, succeeded: 8, failed: 0 });
+    expect(result.shots.map((s) => s.shot)).toEqual([1, 2, 3, 4, 5, 6, 7, 8]);
+
+    const latest = await env.client.workflow.getHandle(handle.workflowId).query(episodeProgressQuery);
+    expect(latest.counts.done).toBe(8);
+    const firstRun = (await env.client.workflow.getHandle(handle.workflowId, handle.firstExecutionRunId).fetchHistory()).events ?? [];
+    expect(firstRun.length).toBeLessThan(120);
+    expect(firstRun.at(-1)?.eventType).toBe(temporal.api.enums.v1.EventType.EVENT_TYPE_WORKFLOW_EXECUTION_CONTINUED_AS_NEW);
+    const carried = firstRun.at(-1)?.workflowExecutionContinuedAsNewEventAttributes;
+    expect(carried?.newExecutionRunId).toBeTruthy();
   });
 });

@@ -3,7 +3,7 @@ import { describe, expect, it } from 'vitest';
 import { nextTake } from '../src/cli/plan';
 import type { TaskRecordEntry } from '../src/runs/taskRecord';
 import { resolveTemporalTool } from '../src/temporal/binaries';
-import { DEFAULT_POLL_SCHEDULE, pollDelaySeconds } from '../src/workflows/polling';
+import { DEFAULT_POLL_SCHEDULE, estimateGeneration, nextPollDelaySeconds, pollDelaySeconds } from '../src/workflows/polling';
 
 const entry = (over: Partial<TaskRecordEntry>): TaskRecordEntry => ({
   task_id: 't-1', status: 'SUCCESS', image_path: 'x.png', prompt: 'p', video_url: null, video_path: null, thumbnail_path: null,
@@ -37,6 +37,46 @@ describe('nextTake', () => {
 describe('poll schedule', () => {
   it('grows from 5 s by 1.5× and is capped at 60 s', () => {
     expect([0, 1, 2, 3, 7, 20].map((i) => pollDelaySeconds(i, DEFAULT_POLL_SCHEDULE))).toEqual([5, 7.5, 11.25, 16.875, 60, 60]);
+  });
+});
+
+describe('learned polling', () => {
+  const estimate = { earliestSeconds: 90, typicalSeconds: 135, latestSeconds: 200 };
+  /** Simulates the checks for a task ready after `readyAt` s: how many, and how late the success was seen. */
+  function simulate(readyAt: number, est = estimate) {
+    let waited = 0;
+    for (let i = 0; ; i++) {
+      waited += nextPollDelaySeconds(i, waited, DEFAULT_POLL_SCHEDULE, est);
+      if (waited >= readyAt) return { polls: i + 1, lag: waited - readyAt };
+    }
+  }
+
+  it('uses the plain backoff until it has an estimate', () => {
+    expect(nextPollDelaySeconds(3, 29, DEFAULT_POLL_SCHEDULE)).toBe(pollDelaySeconds(3, DEFAULT_POLL_SCHEDULE));
+    expect(estimateGeneration([100, 120])).toBeUndefined();
+  });
+
+  it('waits for the earliest plausible finish, then checks every dense interval, then backs off', () => {
+    expect(nextPollDelaySeconds(0, 0, DEFAULT_POLL_SCHEDULE, estimate)).toBe(90);
+    expect(nextPollDelaySeconds(1, 90, DEFAULT_POLL_SCHEDULE, estimate)).toBe(10);
+    expect(nextPollDelaySeconds(5, 190, DEFAULT_POLL_SCHEDULE, estimate)).toBe(10);
+    expect(nextPollDelaySeconds(6, 200, DEFAULT_POLL_SCHEDULE, estimate)).toBe(15);
+    expect(nextPollDelaySeconds(9, 260, DEFAULT_POLL_SCHEDULE, estimate)).toBe(60);
+  });
+
+  it('sees a task within the dense interval anywhere in the window, with far fewer checks than polling every 10 s', () => {
+    for (const readyAt of [95, 120, 150, 199]) {
+      const { polls, lag } = simulate(readyAt);
+      expect(lag).toBeLessThanOrEqual(10);
+      expect(polls).toBeLessThanOrEqual(Math.ceil(readyAt / 10) / 2 + 2);
+    }
+  });
+
+  it('estimates a window from the spread of finished shots, widened by a margin', () => {
+    const est = estimateGeneration([100, 110, 120, 130, 140, 150, 160, 170, 180, 300])!;
+    expect(est.typicalSeconds).toBe(150);
+    expect(est.earliestSeconds).toBeLessThan(100);
+    expect(est.latestSeconds).toBeGreaterThan(300);
   });
 });
 

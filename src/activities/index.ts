@@ -94,7 +94,10 @@ export function createActivities(deps: ActivityDeps) {
     async checkTask(args: { taskId: string }) {
       return guard(clean, async () => {
         const t = await deps.provider.getTask(args.taskId);
-        return { status: t.status, done: t.done, succeeded: t.succeeded, videoUrl: t.videoUrl, code: t.code, message: t.message, videoSeconds: t.usage.videoSeconds };
+        return {
+          status: t.status, done: t.done, succeeded: t.succeeded, videoUrl: t.videoUrl, code: t.code, message: t.message,
+          videoSeconds: t.usage.videoSeconds, generationSeconds: secondsBetween(t.submitTime, t.endTime),
+        };
       });
     },
 
@@ -208,6 +211,13 @@ async function guard<T>(clean: (s: string) => string, fn: () => Promise<T>): Pro
     if (err instanceof Error) throw ApplicationFailure.create({ type: err.name, message: clean(err.message) });
     throw err;
   }
+}
+
+/** Seconds between two provider timestamps (`YYYY-MM-DD HH:MM:SS.mmm`, both in the provider's zone). */
+function secondsBetween(from: string | undefined, to: string | undefined): number | undefined {
+  const parse = (t: string | undefined) => (t ? Date.parse(`${t.trim().replace(' ', 'T')}Z`) : NaN);
+  const ms = parse(to) - parse(from);
+  return Number.isFinite(ms) && ms >= 0 ? ms / 1000 : undefined;
 }
 
 /** List price of a finished take: the seconds the provider billed (usage), else the model's default length. */

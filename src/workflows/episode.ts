@@ -2,9 +2,12 @@
  * One episode: a child workflow per shot take, at most `maxInFlight` at once, in shot order. Answers the
  * `progress` query and accepts `regenerate` updates while it runs. Deterministic: no I/O here.
  */
-import { ChildWorkflowFailure, allHandlersFinished, condition, setCurrentDetails, setHandler, startChild, upsertSearchAttributes } from '@temporalio/workflow';
+import {
+  ChildWorkflowFailure, allHandlersFinished, condition, continueAsNew, setCurrentDetails, setHandler, startChild, upsertSearchAttributes, workflowInfo,
+} from '@temporalio/workflow';
 import { episodeProgressQuery, regenerateUpdate, shotPhaseSignal } from './messages';
 import { shotWorkflowId } from './ids';
+import { addSample, estimateGeneration } from './polling';
 import { shotWorkflow } from './shot';
 import { isRetryableCode } from '../provider/errors';
 import { I2V_STATE, shotSearchAttributes } from './searchAttributes';
@@ -29,14 +32,15 @@ interface ShotState {
 
 export async function episodeWorkflow(input: EpisodeWorkflowInput): Promise<EpisodeResult> {
   const doneByKey = new Map(input.done.map((r) => [r.key, r]));
+  const queue: string[] = input.carry?.queue ?? input.shots.filter((s) => !doneByKey.has(s.key)).map((s) => s.key);
   const shots = new Map<string, ShotState>();
-  const queue: string[] = [];
   for (const spec of input.shots) {
     const result = doneByKey.get(spec.key);
-    const phase: ShotPhase = result ? 'done' : 'queued';
-    shots.set(spec.key, { spec, result, running: false, rerun: false, autoRetries: 0, progress: { key: spec.key, shot: spec.shot, take: spec.take, phase, taskId: result?.taskId } });
-    if (!result) queue.push(spec.key);
+    const phase: ShotPhase = queue.includes(spec.key) || !result ? 'queued' : result.status === 'SUCCESS' ? 'done' : 'failed';
+    const progress: ShotProgress = { key: spec.key, shot: spec.shot, take: spec.take, phase, taskId: result?.taskId, error: result?.errorMessage };
+    shots.set(spec.key, { spec, result, running: false, rerun: false, autoRetries: input.carry?.autoRetries[spec.key] ?? 0, progress });
   }
+  let samples: number[] = input.carry?.samples ?? [];
   let inFlight = 0;
 
   setHandler(episodeProgressQuery, () => progressOf(input.episode, shots));
@@ -50,11 +54,14 @@ export async function episodeWorkflow(input: EpisodeWorkflowInput): Promise<Epis
     regenerateUpdate,
     (request: RegenerateRequest) => {
       const state = stateOfShot(shots, request.shot);
-      const spec = { ...state.spec, take: state.spec.take + 1, prompt: request.prompt ?? state.spec.prompt };
+      const prompt = request.prompt ?? state.spec.prompt;
+      const waiting = !state.running && queue.includes(state.spec.key);
+      // A take that has not started yet just gets the new prompt; otherwise a new take follows.
+      const spec = waiting ? { ...state.spec, prompt } : { ...state.spec, take: state.spec.take + 1, prompt };
       state.spec = spec;
       state.progress = { key: spec.key, shot: spec.shot, take: spec.take, phase: 'queued' };
       if (state.running) state.rerun = true;
-      else queue.push(spec.key);
+      else if (!waiting) queue.push(spec.key);
       return { key: spec.key, take: spec.take, workflowId: shotWorkflowId(input.runId, spec.episode, spec.shot, spec.take) };
     },
     {
@@ -74,12 +81,13 @@ export async function episodeWorkflow(input: EpisodeWorkflowInput): Promise<Epis
         workflowId: shotWorkflowId(input.runId, spec.episode, spec.shot, spec.take),
         args: [{
           runDir: input.runDir, runId: input.runId, shot: spec, generation: input.generation, deadlineSeconds: input.deadlineSeconds,
-          poll: input.poll, uncertainSubmit: input.uncertainSubmit, searchAttributes: input.searchAttributes,
+          poll: input.poll, uncertainSubmit: input.uncertainSubmit, searchAttributes: input.searchAttributes, estimate: estimateGeneration(samples),
         }],
         staticSummary: `${spec.name} take ${spec.take}: ${spec.prompt.slice(0, 60)}`,
         typedSearchAttributes: input.searchAttributes ? shotSearchAttributes(input.runId, spec.episode, spec.shot) : undefined,
       });
       const result = await child.result();
+      if (result.generationSeconds !== undefined) samples = addSample(samples, result.generationSeconds);
       if (shouldRetryAsNewTake(result, state, input)) {
         state.autoRetries++;
         state.spec = { ...spec, take: spec.take + 1 };
@@ -104,10 +112,17 @@ export async function episodeWorkflow(input: EpisodeWorkflowInput): Promise<Epis
   };
 
   for (;;) {
-    await condition(() => (queue.length > 0 && inFlight < input.maxInFlight) || (queue.length === 0 && inFlight === 0));
+    await condition(() => (queue.length > 0 && inFlight < input.maxInFlight) || inFlight === 0);
+    if (queue.length > 0 && historyIsLong(input)) {
+      // Keep each run's history bounded (1,000-shot episodes): let running takes finish, then carry on in a
+      // fresh run with the same workflow id, carrying every result, the queue and what was learned.
+      await condition(() => inFlight === 0);
+      await condition(allHandlersFinished);
+      return continueAsNew<typeof episodeWorkflow>(nextRunInput(input, shots, queue, samples));
+    }
     const key = queue.shift();
     if (key === undefined) {
-      // Let a regenerate update that arrived at the very end be answered, and its take run, before closing.
+      // Nothing queued and nothing running. Let a regenerate update that arrived at the very end be answered, and its take run, before closing.
       await condition(allHandlersFinished);
       if (queue.length === 0 && inFlight === 0) break;
       continue;
@@ -125,6 +140,29 @@ export async function episodeWorkflow(input: EpisodeWorkflowInput): Promise<Epis
     succeeded: results.filter((r) => r.status === 'SUCCESS').length,
     failed,
     shots: results,
+  };
+}
+
+/** Events per run after which the episode continues as new, unless the server suggests it sooner. */
+const MAX_EVENTS_PER_RUN = 5000;
+
+function historyIsLong(input: EpisodeWorkflowInput): boolean {
+  const info = workflowInfo();
+  return info.continueAsNewSuggested || info.historyLength >= (input.maxEventsPerRun ?? MAX_EVENTS_PER_RUN);
+}
+
+function nextRunInput(input: EpisodeWorkflowInput, shots: Map<string, ShotState>, queue: string[], samples: number[]): EpisodeWorkflowInput {
+  const states = [...shots.values()];
+  return {
+    ...input,
+    shots: states.map((s) => s.spec),
+    done: states.map((s) => s.result).filter((r): r is ShotResult => r !== undefined),
+    carry: {
+      queue: [...queue],
+      samples,
+      autoRetries: Object.fromEntries(states.filter((s) => s.autoRetries > 0).map((s) => [s.spec.key, s.autoRetries])),
+      runs: (input.carry?.runs ?? 1) + 1,
+    },
   };
 }
 

@@ -1,10 +1,61 @@
-/** Pure polling maths, shared by the workflow and its tests. */
-import type { PollSchedule } from './types';
+/**
+ * Pure polling maths, shared by the workflows and their tests.
+ *
+ * Without an estimate of how long generation takes, status checks follow a capped exponential backoff.
+ * Once the episode has seen some of its shots finish, it passes an estimate (quantiles of their generation
+ * times) to later shots, which then skip checks that cannot succeed (before the earliest plausible finish),
+ * check densely across the plausible window, and back off again for the rare task that runs past it.
+ */
+import type { GenerationEstimate, PollSchedule } from './types';
 
-export const DEFAULT_POLL_SCHEDULE: PollSchedule = { initialSeconds: 5, factor: 1.5, maxSeconds: 60 };
+export const DEFAULT_POLL_SCHEDULE: PollSchedule = { initialSeconds: 5, factor: 1.5, maxSeconds: 60, denseSeconds: 10 };
 
 /** Seconds to wait before status check number `pollIndex` (0-based): initial × factor^i, capped. */
 export function pollDelaySeconds(pollIndex: number, schedule: PollSchedule): number {
   const raw = schedule.initialSeconds * Math.pow(schedule.factor, pollIndex);
-  return Math.min(schedule.maxSeconds, Math.round(raw * 1000) / 1000);
+  return Math.min(schedule.maxSeconds, roundMs(raw));
+}
+
+/**
+ * Seconds to wait before the next check, given how long ago the task was submitted (`waitedSeconds`, as far as
+ * the workflow's own timers know) and, optionally, an estimate of the generation time.
+ */
+export function nextPollDelaySeconds(pollIndex: number, waitedSeconds: number, schedule: PollSchedule, estimate?: GenerationEstimate): number {
+  if (!estimate) return pollDelaySeconds(pollIndex, schedule);
+  const dense = schedule.denseSeconds ?? schedule.initialSeconds;
+  // Nothing can be ready before the earliest plausible finish: one wait, then dense checks.
+  if (waitedSeconds + dense < estimate.earliestSeconds) return roundMs(estimate.earliestSeconds - waitedSeconds);
+  if (waitedSeconds < estimate.latestSeconds) return dense;
+  // Past the window: back off from the dense interval towards the cap.
+  const overdueSteps = Math.floor((waitedSeconds - estimate.latestSeconds) / Math.max(dense, 1)) + 1;
+  return Math.min(schedule.maxSeconds, roundMs(dense * Math.pow(schedule.factor, overdueSteps)));
+}
+
+/** Samples needed before an estimate is trusted. */
+export const MIN_SAMPLES = 3;
+/** Most recent samples kept (generation times drift with the provider's load). */
+export const MAX_SAMPLES = 50;
+
+/**
+ * Earliest/typical/latest generation times from observed samples (seconds), or undefined with too few.
+ * The window is widened by a margin so that a task finishing just outside the observed range is still caught
+ * by a dense check, not after a long backoff.
+ */
+export function estimateGeneration(samples: readonly number[]): GenerationEstimate | undefined {
+  if (samples.length < MIN_SAMPLES) return undefined;
+  const sorted = [...samples].sort((a, b) => a - b);
+  const q = (p: number): number => sorted[Math.min(sorted.length - 1, Math.max(0, Math.round(p * (sorted.length - 1))))] ?? 0;
+  const earliest = q(0.05);
+  const latest = q(0.95);
+  const margin = Math.max(2, (latest - earliest) * 0.15);
+  return { earliestSeconds: roundMs(Math.max(0, earliest - margin)), typicalSeconds: roundMs(q(0.5)), latestSeconds: roundMs(latest + margin) };
+}
+
+/** Appends a sample, keeping the newest MAX_SAMPLES. */
+export function addSample(samples: readonly number[], seconds: number): number[] {
+  return [...samples, seconds].slice(-MAX_SAMPLES);
+}
+
+function roundMs(seconds: number): number {
+  return Math.round(seconds * 1000) / 1000;
 }

@@ -16,7 +16,7 @@ import {
 } from '@temporalio/workflow';
 import type { Activities } from '../activities';
 import { shotPhaseSignal, shotProgressQuery } from './messages';
-import { pollDelaySeconds } from './polling';
+import { nextPollDelaySeconds } from './polling';
 import type { ShotPhase, ShotProgress, ShotResult, ShotWorkflowInput } from './types';
 import { submissionKey } from './ids';
 import { I2V_STATE } from './searchAttributes';
@@ -75,7 +75,8 @@ export async function shotWorkflow(input: ShotWorkflowInput): Promise<ShotResult
     if (taskId) progress.taskId = taskId;
     setCurrentDetails(`**${phase}**${progress.taskId ? ` · task \`${progress.taskId}\`` : ''}${polls ? ` · ${polls} polls` : ''}`);
     if (input.searchAttributes) upsertSearchAttributes([{ key: I2V_STATE, value: phase }]);
-    await notifyParent({ key: shot.key, take: shot.take, phase, taskId: progress.taskId });
+    // The episode learns the task id and the download phase; it sees the rest from the result (fewer events).
+    if (phase === 'generating' || phase === 'downloading') await notifyParent({ key: shot.key, take: shot.take, phase, taskId: progress.taskId });
   };
 
   const base = { key: shot.key, episode: shot.episode, shot: shot.shot, take: shot.take };
@@ -109,7 +110,10 @@ export async function shotWorkflow(input: ShotWorkflowInput): Promise<ShotResult
       update: { kind: 'succeeded', taskId: submitted.taskId, videoUrl: video.videoUrl, videoPath: video.videoPath, thumbnailPath: thumbs.thumbnailPath, billedSeconds: outcome.videoSeconds },
     });
     await enter('done');
-    return { ...base, status: 'SUCCESS', taskId: submitted.taskId, videoPath: video.videoPath, thumbnailPath: thumbs.thumbnailPath, videoSeconds: video.durationSeconds, polls };
+    return {
+      ...base, status: 'SUCCESS', taskId: submitted.taskId, videoPath: video.videoPath, thumbnailPath: thumbs.thumbnailPath,
+      videoSeconds: video.durationSeconds, generationSeconds: outcome.generationSeconds, polls,
+    };
   } catch (err) {
     const failure = toShotFailure(err);
     progress.error = failure.message;
@@ -131,8 +135,10 @@ async function pollUntilDone(taskId: string, remainingMs: number, input: ShotWor
   const deadline = sleep(remainingMs, { summary: `Deadline: ${Math.round(input.deadlineSeconds / 60)} min after submission` }).then(() => {
     deadlinePassed = true;
   });
+  let waited = input.deadlineSeconds - remainingMs / 1000;
   for (let i = 0; ; i++) {
-    const delay = pollDelaySeconds(i, input.poll);
+    const delay = nextPollDelaySeconds(i, waited, input.poll, input.estimate);
+    waited += delay;
     await Promise.race([sleep(delay * 1000, { summary: `Wait ${delay} s before status check ${i + 1}` }), deadline]);
     const n = countPoll();
     const state = await checkOnce(taskId);

@@ -8,11 +8,19 @@ export interface ShotSpec extends PlannedShot {
   take: number;
 }
 
-/** Capped exponential backoff between status checks. */
+/** Capped exponential backoff between status checks; `denseSeconds` is the interval inside the expected window. */
 export interface PollSchedule {
   initialSeconds: number;
   factor: number;
   maxSeconds: number;
+  denseSeconds?: number;
+}
+
+/** How long generation takes, learned from the episode's finished shots (seconds from submission). */
+export interface GenerationEstimate {
+  earliestSeconds: number;
+  typicalSeconds: number;
+  latestSeconds: number;
 }
 
 export interface ShotWorkflowInput {
@@ -27,6 +35,8 @@ export interface ShotWorkflowInput {
   uncertainSubmit?: UncertainSubmitPolicy;
   /** The server has our custom search attributes registered: keep `I2vState` up to date. */
   searchAttributes?: boolean;
+  /** Expected generation time, when the episode has learned one. */
+  estimate?: GenerationEstimate;
 }
 
 export type ShotPhase = 'queued' | 'preparing' | 'submitting' | 'generating' | 'downloading' | 'done' | 'failed';
@@ -44,6 +54,8 @@ export interface ShotResult {
   thumbnailPath?: string;
   videoSeconds?: number;
   polls: number;
+  /** Provider-side generation time (submission to end), when known. */
+  generationSeconds?: number;
   errorCode?: string;
   errorMessage?: string;
 }
@@ -66,6 +78,21 @@ export interface EpisodeWorkflowInput {
   uncertainSubmit?: UncertainSubmitPolicy;
   /** The server has our custom search attributes registered (see searchAttributes.ts). */
   searchAttributes?: boolean;
+  /** History events per run before continuing as new (default 5,000, or sooner if the server suggests). */
+  maxEventsPerRun?: number;
+  /** State carried over from the previous run of this episode (continue-as-new). */
+  carry?: EpisodeCarry;
+}
+
+export interface EpisodeCarry {
+  /** Shot keys still to run, in order (includes requested regenerations). */
+  queue: string[];
+  /** Generation times seen so far (seconds), for polling estimates. */
+  samples: number[];
+  /** New takes already started automatically, per shot key. */
+  autoRetries: Record<string, number>;
+  /** Runs of this episode so far, including the next one. */
+  runs: number;
 }
 
 export interface ShotProgress {
