@@ -64,6 +64,8 @@ const SHARP_INPUT = { limitInputPixels: MAX_INPUT_PIXELS, failOn: 'error' } as c
 const SUBMITTABLE = new Map<string, ImageMime>([['jpeg', 'image/jpeg'], ['png', 'image/png'], ['webp', 'image/webp']]);
 /** Formats we can read and convert to JPEG; vector and document formats are not photos and are refused. */
 const CONVERTIBLE = new Set(['tiff', 'gif', 'heif']);
+/** The format each accepted extension promises, to notice a file whose content is not what its name says. */
+const EXTENSION_FORMAT = new Map([['png', 'png'], ['jpg', 'jpeg'], ['jpeg', 'jpeg'], ['webp', 'webp'], ['bmp', 'bmp']]);
 
 export function dataUrlLength(mime: string, bytes: number): number {
   return `data:${mime};base64,`.length + 4 * Math.ceil(bytes / 3);
@@ -119,6 +121,44 @@ export async function prepareImage(
   return withSlot(() => prepare(path.resolve(sourcePath), path.resolve(cacheDir), limits));
 }
 
+export interface ImagePreparationPlan {
+  state: 'ready' | 'will-prepare' | 'error';
+  /** For people: what preparation will do (and a note when the content is not the format its name says). */
+  changes: string[];
+  error?: InputError;
+}
+
+/**
+ * What `prepareImage` will do with an image, found by reading it (header and pixels) without writing
+ * anything: `ready` (submitted as it is), `will-prepare` (with the changes it will make) or `error` (the
+ * InputError `prepareImage` would throw). Both use `planFromDecoded`, so they cannot disagree; only the
+ * outcome of the data-URL fit (the JPEG quality, or a shrink when even quality 40 is too big) is left to
+ * encoding time.
+ */
+export async function planImagePreparation(
+  sourcePath: string,
+  limits: ImageLimits = DEFAULT_IMAGE_LIMITS,
+): Promise<ImagePreparationPlan> {
+  return withSlot(async () => {
+    const absolute = path.resolve(sourcePath);
+    try {
+      const source = await readSource(absolute);
+      const image = await decode(source, absolute);
+      const plan = planFromDecoded(image, source.length, limits);
+      await verifyPixels(image, absolute);
+      const notes = formatNotes(absolute, image.format);
+      if (plan.asIs) return { state: 'ready', changes: notes };
+      const reencode = plan.changes.length === 0 && plan.dataUrlBytes !== undefined
+        ? `re-encoded as JPEG to fit the ${formatMb(limits.maxDataUrlBytes)} data-URL limit (as it is: ${formatMb(plan.dataUrlBytes)})`
+        : 're-encoded as JPEG';
+      return { state: 'will-prepare', changes: [...notes, ...plan.changes, reencode] };
+    } catch (err) {
+      if (err instanceof InputError) return { state: 'error', changes: [], error: err };
+      throw err;
+    }
+  });
+}
+
 async function prepare(sourcePath: string, cacheDir: string, limits: ImageLimits): Promise<PreparedImage> {
   // Read once and work from these bytes, so the hash describes exactly what was checked and encoded.
   const source = await readSource(sourcePath);
@@ -128,34 +168,19 @@ async function prepare(sourcePath: string, cacheDir: string, limits: ImageLimits
   if (cached) return cached;
 
   const image = await decode(source, sourcePath);
-  const { width, height, orientation, hasAlpha, pages, space } = image.meta;
-  const turned = orientation >= 5;
-  const upright = { width: turned ? height : width, height: turned ? width : height };
-  const target = targetSize(upright.width, upright.height, limits);
-
-  const rotate = orientation > 1;
-  const resize = target.width !== upright.width || target.height !== upright.height;
-  const plainColour = space === 'srgb' || space === 'b-w';
-  if (image.mime && !rotate && !resize && !hasAlpha && pages <= 1 && plainColour) {
-    const dataUrlBytes = dataUrlLength(image.mime, source.length);
-    if (dataUrlBytes <= limits.maxDataUrlBytes) {
-      // Metadata came from the header alone; decode the pixels too, so a truncated file is not sent as it is.
-      await sharpRead(() => sharp(image.input, SHARP_INPUT).stats(), path.basename(sourcePath));
-      return { path: sourcePath, mime: image.mime, width, height, bytes: source.length, dataUrlBytes, sha256, changes: [] };
-    }
+  const plan = planFromDecoded(image, source.length, limits);
+  if (plan.asIs) {
+    // Metadata came from the header alone; decode the pixels too, so a truncated file is not sent as it is.
+    await verifyPixels(image, sourcePath);
+    const { width, height } = image.meta;
+    return { path: sourcePath, mime: plan.mime!, width, height, bytes: source.length, dataUrlBytes: plan.dataUrlBytes!, sha256, changes: [] };
   }
 
-  const changes: string[] = [];
-  if (!image.mime) changes.push(`converted from ${image.format.toUpperCase()}`);
-  if (pages > 1) changes.push(`kept the first of ${pages} frames`);
-  if (rotate) changes.push(`rotated upright (EXIF orientation ${orientation})`);
-  if (hasAlpha) changes.push('flattened transparency onto white');
-  if (!plainColour) changes.push(`converted colour space ${space} to sRGB`);
-  if (resize) changes.push(`resized from ${upright.width}×${upright.height} to ${target.width}×${target.height}`);
-
+  const { target } = plan;
+  const changes = [...plan.changes];
   let pipeline = sharp(image.input, SHARP_INPUT).autoOrient();
-  if (hasAlpha) pipeline = pipeline.flatten({ background: '#ffffff' });
-  if (resize) pipeline = pipeline.resize(target.width, target.height, { fit: 'fill' });
+  if (image.meta.hasAlpha) pipeline = pipeline.flatten({ background: '#ffffff' });
+  if (plan.resize) pipeline = pipeline.resize(target.width, target.height, { fit: 'fill' });
   const pixels = await sharpRead(
     () => pipeline.toColourspace('srgb').raw().toBuffer({ resolveWithObject: true }),
     path.basename(sourcePath),
@@ -171,6 +196,54 @@ async function prepare(sourcePath: string, cacheDir: string, limits: ImageLimits
   const entry: CacheEntry = { sha256, width: encoded.width, height: encoded.height, bytes: encoded.jpeg.length, changes };
   await writeFileAtomic(sidecarPath(cachePath), Buffer.from(JSON.stringify(entry)));
   return toPrepared(cachePath, entry);
+}
+
+interface Plan {
+  /** The original can be submitted untouched (then `mime` and `dataUrlBytes` describe it). */
+  asIs: boolean;
+  mime: ImageMime | undefined;
+  /** Data URL of the original, when its format is submittable. */
+  dataUrlBytes: number | undefined;
+  resize: boolean;
+  /** Upright size after scaling into the side limits. */
+  target: { width: number; height: number };
+  /** Everything decided before encoding, in the order it is done. */
+  changes: string[];
+}
+
+/** The decisions shared by prepareImage and planImagePreparation. Throws InputError for impossible sizes. */
+function planFromDecoded(image: Decoded, sourceBytes: number, limits: ImageLimits): Plan {
+  const { width, height, orientation, hasAlpha, pages, space } = image.meta;
+  const turned = orientation >= 5;
+  const upright = { width: turned ? height : width, height: turned ? width : height };
+  const target = targetSize(upright.width, upright.height, limits);
+
+  const rotate = orientation > 1;
+  const resize = target.width !== upright.width || target.height !== upright.height;
+  const plainColour = space === 'srgb' || space === 'b-w';
+  const dataUrlBytes = image.mime ? dataUrlLength(image.mime, sourceBytes) : undefined;
+  const submittable = !!image.mime && !rotate && !resize && !hasAlpha && pages <= 1 && plainColour;
+  const asIs = submittable && dataUrlBytes !== undefined && dataUrlBytes <= limits.maxDataUrlBytes;
+
+  const changes: string[] = [];
+  if (!image.mime) changes.push(`converted from ${image.format.toUpperCase()}`);
+  if (pages > 1) changes.push(`kept the first of ${pages} frames`);
+  if (rotate) changes.push(`rotated upright (EXIF orientation ${orientation})`);
+  if (hasAlpha) changes.push('flattened transparency onto white');
+  if (!plainColour) changes.push(`converted colour space ${space} to sRGB`);
+  if (resize) changes.push(`resized from ${upright.width}×${upright.height} to ${target.width}×${target.height}`);
+  return { asIs, mime: image.mime, dataUrlBytes, resize, target, changes };
+}
+
+/** Decodes every pixel, so a truncated or corrupt file fails here rather than at the provider. */
+async function verifyPixels(image: Decoded, sourcePath: string): Promise<void> {
+  await sharpRead(() => sharp(image.input, SHARP_INPUT).stats(), path.basename(sourcePath));
+}
+
+function formatNotes(sourcePath: string, format: string): string[] {
+  const ext = path.extname(sourcePath).slice(1).toLowerCase();
+  const promised = EXTENSION_FORMAT.get(ext);
+  return promised && promised !== format ? [`detected ${format.toUpperCase()} content in a .${ext} file`] : [];
 }
 
 interface Decoded {
@@ -225,7 +298,8 @@ async function sharpRead<T>(fn: () => Promise<T>, name = 'image'): Promise<T> {
 }
 
 function unreadable(name: string, reason: string): InputError {
-  return new InputError(`Cannot read image ${name}: ${reason}.`, 'image-unreadable', 'Re-export the image as JPEG or PNG.');
+  // sharp's first line can end in a colon before its details; the sentence ends here instead.
+  return new InputError(`Cannot read image ${name}: ${reason.replace(/[\s:.]+$/, '')}.`, 'image-unreadable', 'Re-export the image as JPEG or PNG.');
 }
 
 function isBmp(data: Buffer): boolean {
