@@ -3,6 +3,8 @@ import { defineConfig } from 'vitest/config';
 export default defineConfig({
   test: {
     include: ['test/**/*.test.ts'],
+    // The fault-injection suite is long; it runs on its own (`npm run test:faults`).
+    exclude: ['test/faults/**', 'node_modules/**'],
     // Temporal's native bridge and child processes are happier in forks than worker threads.
     pool: 'forks',
     testTimeout: 120_000,

@@ -3,18 +3,22 @@
  * and an exit code in one place (a stack trace is a bug).
  */
 import path from 'node:path';
-import { Command, InvalidArgumentError, Option } from 'commander';
+import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
 import { DEFAULTS, DEFAULT_GENERATION, parseProviderKind, providerConfig, type GenerationParams, type ProviderConfig } from './config';
 import { ConfigError, ExitError, InputError, ProviderError } from './errors';
 import type { Resolution } from './provider/types';
 import { connectTemporal, embeddedServerOptions, startEmbeddedServer, type TemporalHandle } from './temporal/connection';
-import { createWorker } from './worker';
+import { createWorker, stopWorker } from './worker';
 import { DEFAULT_POLL_SCHEDULE } from './workflows/polling';
 import type { RunSettings } from './cli/plan';
 import { runCommand, RunInterrupted } from './cli/run';
 import { statusCommand } from './cli/status';
 import { requestRegeneration, waitForShot } from './cli/regenerate';
 import { startEmulator } from './emulator';
+import { validateCommand } from './cli/validate';
+import { reportCommand } from './cli/report';
+import { assembleCommand } from './cli/assemble';
+import { DEFAULT_IMAGE_LIMITS } from './media/image';
 import { PROJECT_ROOT } from './temporal/binaries';
 
 interface ProviderFlags {
@@ -27,11 +31,19 @@ interface GenerationFlags {
   promptExtend: boolean;
   maxInFlight: number;
   deadlineMinutes: number;
+  resubmitUncertain?: boolean;
 }
+interface InputFlags {
+  truncatePrompts?: boolean;
+  upscaleSmall?: boolean;
+}
+type RunFlags = ProviderFlags & GenerationFlags & InputFlags & { episodes?: number[]; strict?: boolean; assemble?: boolean };
 
 const program = new Command('i2v')
   .description('Durable batch image-to-video: turn a run folder of shots into videos through Wan 2.x, on Temporal.')
-  .showHelpAfterError();
+  .showHelpAfterError()
+  // Usage errors exit 2 like other input errors (1 means "some shots failed").
+  .exitOverride();
 
 const runCmd = program
   .command('run')
@@ -39,23 +51,45 @@ const runCmd = program
   .argument('<runDir>', 'run folder holding 05_generated_images/ and 07_video_prompts/')
   .option('--episodes <list>', 'only these episodes, e.g. 1,2,5', parseEpisodes)
   .addOption(providerOption())
-  .option('--base-url <url>', 'provider base URL (up to /api/v1)');
-addGenerationOptions(runCmd).action(async (runDir: string, flags: ProviderFlags & GenerationFlags & { episodes?: number[] }) => {
+  .option('--base-url <url>', 'provider base URL (up to /api/v1)')
+  .option('--strict', 'refuse to start if any input has a problem (default: skip those shots)')
+  .option('--assemble', 'afterwards, join each episode into 08_generated_videos/Episode-NN.mp4');
+addInputOptions(addGenerationOptions(runCmd)).action(async (runDir: string, flags: RunFlags) => {
     const provider = providerFromFlags(flags);
+    const settings = settingsFromFlags(flags);
     await withInterrupt(async (signal) => {
-      const summary = await runCommand(runDir, { episodes: flags.episodes, provider, settings: settingsFromFlags(flags), signal });
+      const summary = await runCommand(runDir, { episodes: flags.episodes, provider, settings, signal, strict: flags.strict, truncatePrompts: flags.truncatePrompts });
+      const assembled = flags.assemble ? await assembleCommand(summary.plan.runDir, { episodes: flags.episodes }) : 0;
       if (summary.failed > 0) throw new ExitError(`${summary.failed} shot(s) failed; see above. Fix and re-run, or \`i2v regenerate\`.`, 1);
+      if (assembled !== 0) throw new ExitError('Some episodes could not be assembled completely; see above.', assembled);
     });
+  });
+
+const validateCmd = program
+  .command('validate')
+  .description("Check a run folder without submitting anything: each shot's state, problems with their fixes, estimated cost and time.")
+  .argument('<runDir>')
+  .option('--episodes <list>', 'only these episodes, e.g. 1,2,5', parseEpisodes)
+  .option('--model <name>', 'video model', DEFAULT_GENERATION.model)
+  .option('--resolution <tier>', '480P, 720P or 1080P', DEFAULT_GENERATION.resolution)
+  .option('--max-in-flight <n>', 'shots per episode generating at once (for the time estimate)', positiveInt, DEFAULTS.maxInFlight)
+  .option('--json', 'print the report as JSON (schema in the README)');
+addInputOptions(validateCmd).action(async (runDir: string, flags: Partial<GenerationFlags> & InputFlags & { episodes?: number[]; json?: boolean }) => {
+    const { generation, maxInFlight } = settingsFromFlags(flags);
+    const imageLimits = { ...DEFAULT_IMAGE_LIMITS, upscaleSmall: flags.upscaleSmall ?? false };
+    const code = await validateCommand(runDir, { episodes: flags.episodes, generation, maxInFlight, truncatePrompts: flags.truncatePrompts ?? false, imageLimits, json: flags.json ?? false });
+    if (code !== 0) throw new ExitError('The run folder has problems; see above.', code);
   });
 
 program
   .command('status')
   .description('Show what is done, failed and in progress for a run folder.')
   .argument('<runDir>')
-  .action(async (runDir: string) => {
+  .option('--json', 'print the same data as JSON, for scripts')
+  .action(async (runDir: string, flags: { json?: boolean }) => {
     const temporal = await connectIfRunning();
     try {
-      await statusCommand(runDir, temporal);
+      await statusCommand(runDir, temporal, process.stdout, { json: flags.json ?? false });
     } finally {
       await temporal?.close();
     }
@@ -71,20 +105,22 @@ const regenerateCmd = program
   .addOption(providerOption())
   .option('--base-url <url>', 'provider base URL (up to /api/v1)');
 addGenerationOptions(regenerateCmd).action(async (runDir: string, flags: ProviderFlags & GenerationFlags & { episode: number; shot: number; prompt?: string }) => {
+    // Every flag is checked before anything starts.
     const provider = providerFromFlags(flags);
+    const settings = settingsFromFlags(flags);
     const temporal = await connectTemporal();
     const worker = await createWorker({ connection: temporal.nativeConnection, namespace: temporal.namespace, provider });
     const workerRun = worker.run();
     try {
       await withInterrupt(async (signal) => {
-        const { workflowId, take } = await requestRegeneration(temporal.client, runDir, { episode: flags.episode, shot: flags.shot, prompt: flags.prompt, settings: settingsFromFlags(flags), searchAttributes: temporal.searchAttributes });
+        const { workflowId, episodeWorkflowId, take } = await requestRegeneration(temporal.client, runDir, { episode: flags.episode, shot: flags.shot, prompt: flags.prompt, settings, searchAttributes: temporal.searchAttributes });
         console.log(`Take ${take} of episode ${flags.episode} shot ${flags.shot} queued as ${workflowId}; waiting for it...`);
-        const result = await waitForShot(temporal.client, workflowId, signal);
-        if (result.status !== 'SUCCESS') throw new ExitError(`Take ${take} failed: [${result.errorCode}] ${result.errorMessage}`, 1);
-        console.log(`Take ${take} done: ${result.videoPath}`);
+        const result = await waitForShot(temporal.client, episodeWorkflowId, workflowId, signal);
+        if (result.status !== 'SUCCESS') throw new ExitError(`Take ${result.take} failed: [${result.errorCode}] ${result.errorMessage}`, 1);
+        console.log(`Take ${result.take} done: ${result.videoPath}`);
       });
     } finally {
-      worker.shutdown();
+      stopWorker(worker);
       await workerRun;
       await temporal.close();
     }
@@ -101,9 +137,11 @@ program
     if (!temporal) throw new ConfigError('No Temporal server to work for.', 'Set TEMPORAL_ADDRESS, or start the embedded one with `i2v server`.');
     const worker = await createWorker({ connection: temporal.nativeConnection, namespace: temporal.namespace, provider });
     console.log(`Worker polling ${temporal.address} (namespace ${temporal.namespace}); Ctrl-C to stop.`);
-    process.once('SIGINT', () => worker.shutdown());
-    process.once('SIGTERM', () => worker.shutdown());
-    await worker.run();
+    await withInterrupt(async (signal) => {
+      // Stop polling and let running activities finish (or be retried elsewhere); a second Ctrl-C exits at once.
+      signal.addEventListener('abort', () => stopWorker(worker), { once: true });
+      await worker.run();
+    });
     await temporal.close();
   });
 
@@ -113,7 +151,7 @@ program
   .action(async () => {
     const opts = embeddedServerOptions();
     const server = await startEmbeddedServer(opts);
-    console.log(`Temporal dev server at ${server.address}; Web UI at ${server.uiUrl}; state in ${opts.stateDir}. Ctrl-C to stop.`);
+    console.log(`Temporal dev server at ${server.address}${server.uiUrl ? `; Web UI at ${server.uiUrl}` : ''}; state in ${opts.stateDir}. Ctrl-C to stop.`);
     await untilInterrupted();
     await server.close();
   });
@@ -133,6 +171,24 @@ program
   });
 
 program
+  .command('report')
+  .description('Write 08_generated_videos/report.xlsx and index.html (a gallery to browse) for a run folder.')
+  .argument('<runDir>')
+  .action(async (runDir: string) => {
+    await reportCommand(runDir);
+  });
+
+program
+  .command('assemble')
+  .description("Join each episode's finished shots, in shot order, into 08_generated_videos/Episode-NN.mp4.")
+  .argument('<runDir>')
+  .option('--episodes <list>', 'only these episodes, e.g. 1,2,5', parseEpisodes)
+  .action(async (runDir: string, flags: { episodes?: number[] }) => {
+    const code = await assembleCommand(runDir, { episodes: flags.episodes });
+    if (code !== 0) throw new ExitError('Some episodes are incomplete or missing shots; see above.', code);
+  });
+
+program
   .command('demo')
   .description('Run the bundled example (2 episodes × 3 shots) end to end against the emulator.')
   .option('--run-dir <dir>', 'run folder to use', path.join(PROJECT_ROOT, 'examples', 'demo-run'))
@@ -144,7 +200,8 @@ program
       await withInterrupt(async (signal) => {
         const summary = await runCommand(flags.runDir, { provider, settings: settingsFromFlags({}), temporal, signal, refreshMs: 1000 });
         const paid = emulator.ledger().submissions.length;
-        console.log(`\nEmulator: ${paid} paid submission(s) in this demo run${paid === 0 ? ' (everything was already done)' : ''}.`);
+        const allDone = paid === 0 && summary.failed === 0;
+        console.log(`\nEmulator: ${paid} paid submission(s) in this demo run${allDone ? ' (everything was already done)' : ''}.`);
         console.log(`Videos: ${path.join(summary.plan.runDir, '08_generated_videos')}`);
         console.log(`Task record: ${path.join(summary.plan.runDir, '08_generated_videos', 'tasks.json')}`);
         console.log(temporal.startedServer
@@ -158,6 +215,13 @@ program
     }
   });
 
+/** How inputs are checked, shared by `run` and `validate`. */
+function addInputOptions(cmd: Command): Command {
+  return cmd
+    .option('--truncate-prompts', 'cut prompts longer than the model reads (800 characters for wan2.2) instead of skipping the shot')
+    .option('--upscale-small', 'enlarge images under 360 px on a side instead of skipping the shot');
+}
+
 /** Generation settings shared by every command that starts shots. */
 function addGenerationOptions(cmd: Command): Command {
   return cmd
@@ -165,7 +229,8 @@ function addGenerationOptions(cmd: Command): Command {
     .option('--model <name>', 'video model', DEFAULT_GENERATION.model)
     .option('--resolution <tier>', '480P, 720P or 1080P', DEFAULT_GENERATION.resolution)
     .option('--no-prompt-extend', 'send prompt_extend=false (no LLM prompt rewriting)')
-    .option('--deadline-minutes <n>', 'stop waiting for a task this long after submitting it', positiveInt, DEFAULTS.deadlineSeconds / 60);
+    .option('--deadline-minutes <n>', 'stop waiting for a task this long after submitting it', positiveInt, DEFAULTS.deadlineSeconds / 60)
+    .option('--resubmit-uncertain', 'when a submission\'s outcome is unknown (timeout, reset), submit again: may pay twice (default: stop, SUBMIT_UNCERTAIN)');
 }
 
 function providerOption(): Option {
@@ -176,7 +241,7 @@ function providerFromFlags(flags: ProviderFlags): ProviderConfig {
   return providerConfig(parseProviderKind(flags.provider), { baseUrl: flags.baseUrl });
 }
 
-function settingsFromFlags(flags: Partial<GenerationFlags>): RunSettings {
+function settingsFromFlags(flags: Partial<GenerationFlags> & InputFlags): RunSettings {
   const resolution = flags.resolution ?? DEFAULT_GENERATION.resolution;
   if (!['480P', '720P', '1080P'].includes(resolution)) throw new ConfigError(`Unknown resolution "${resolution}".`, 'Use 480P, 720P or 1080P.');
   const generation: GenerationParams = {
@@ -189,6 +254,8 @@ function settingsFromFlags(flags: Partial<GenerationFlags>): RunSettings {
     deadlineSeconds: (flags.deadlineMinutes ?? DEFAULTS.deadlineSeconds / 60) * 60,
     poll: DEFAULT_POLL_SCHEDULE,
     maxInFlight: flags.maxInFlight ?? DEFAULTS.maxInFlight,
+    upscaleSmall: flags.upscaleSmall ?? false,
+    uncertainSubmit: flags.resubmitUncertain ? 'resubmit' : 'fail',
   };
 }
 
@@ -257,6 +324,10 @@ export async function main(argv: string[]): Promise<number> {
     await program.parseAsync(argv);
     return 0;
   } catch (err) {
+    if (err instanceof CommanderError) {
+      // Commander has already printed the message (and help); `--help` and `--version` are not errors.
+      return err.exitCode === 0 ? 0 : 2;
+    }
     if (err instanceof ExitError) {
       console.error(err.message);
       return err.exitCode;

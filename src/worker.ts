@@ -49,5 +49,10 @@ export async function createWorker(opts: WorkerOptions): Promise<Worker> {
   });
 }
 
+/** Stops a worker if it is still running (it may already be draining after a signal or a fatal error). */
+export function stopWorker(worker: Worker): void {
+  if (worker.getState() === 'RUNNING') worker.shutdown();
+}
+
 const noop = (): void => undefined;
 const quietLogger = { trace: noop, debug: noop, info: noop, warn: noop, error: (msg: string) => console.error(msg), log: noop };

@@ -131,9 +131,9 @@ describe('i2v run, end to end', () => {
     const worker = await createWorker({ connection: temporal.nativeConnection, namespace: 'default', provider: provider() });
     const running = worker.run();
     try {
-      const { workflowId, take } = await requestRegeneration(temporal.client, runDir, { episode: 1, shot: 1, prompt: '第二版：镜头拉远', settings, searchAttributes: true });
+      const { workflowId, episodeWorkflowId: episodeId, take } = await requestRegeneration(temporal.client, runDir, { episode: 1, shot: 1, prompt: '第二版：镜头拉远', settings, searchAttributes: true });
       expect(take).toBe(2);
-      const result = await waitForShot(temporal.client, workflowId);
+      const result = await waitForShot(temporal.client, episodeId, workflowId);
       expect(result).toMatchObject({ status: 'SUCCESS', take: 2 });
     } finally {
       worker.shutdown();

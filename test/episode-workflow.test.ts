@@ -12,7 +12,8 @@ import { startEmulator, type Emulator } from '../src/emulator';
 import { scanRun } from '../src/runs/scan';
 import { readTaskRecord } from '../src/runs/taskRecord';
 import { DEFAULT_POLL_SCHEDULE } from '../src/workflows/polling';
-import { episodeProgressQuery } from '../src/workflows/messages';
+import { episodeProgressQuery, regenerateUpdate } from '../src/workflows/messages';
+import { maybeRecordHistory } from './helpers/histories';
 import type { EpisodeWorkflowInput } from '../src/workflows/types';
 import type { episodeWorkflow } from '../src/workflows/episode';
 import { makeRunFolder, type ShotFixture } from './helpers/runFolder';
@@ -60,11 +61,13 @@ describe('episodeWorkflow', () => {
     const input = await episodeInput([{ episode: 1, shot: 1, prompt: '第一次会失败' }]);
     const before = emulator.ledger().submissions.length;
     emulator.setFaults({ failTasks: 1, failCode: 'InternalError' });
-    const result = await (await run(input)).result();
+    const handle = await run(input);
+    const result = await handle.result();
     expect(result).toMatchObject({ succeeded: 1, failed: 0 });
     expect(result.shots[0]).toMatchObject({ status: 'SUCCESS', take: 2 });
     expect(emulator.ledger().submissions.length - before).toBe(2);
     expect((await readTaskRecord(input.runDir))['Episode-01-001']).toMatchObject({ status: 'SUCCESS', take: 2 });
+    await maybeRecordHistory('episode-transient-retry', env.client.workflow.getHandle(handle.workflowId));
   });
 
   it('gives up after the configured number of new takes', async () => {
@@ -82,13 +85,15 @@ describe('episodeWorkflow', () => {
       { episode: 1, shot: 3, prompt: '正常' },
     ]);
     const before = emulator.ledger();
-    const result = await (await run(input)).result();
+    const handle = await run(input);
+    const result = await handle.result();
     expect(result).toMatchObject({ succeeded: 1, failed: 2 });
     for (const shot of result.shots.filter((s) => s.status === 'FAILED')) {
       expect(shot).toMatchObject({ take: 1, errorCode: 'DataInspectionFailed' });
       expect(shot.errorMessage).toMatch(/Content moderation blocked this shot.*Edit the prompt/);
     }
     const after = emulator.ledger();
+    await maybeRecordHistory('episode-moderation', env.client.workflow.getHandle(handle.workflowId));
     expect(after.submissions.length - before.submissions.length).toBe(2); // the rejected one was never accepted
     expect(after.posts - before.posts).toBe(3); // and each was sent exactly once
   });
@@ -122,8 +127,27 @@ describe('episodeWorkflow', () => {
     expect(latest.counts.done).toBe(8);
     const firstRun = (await env.client.workflow.getHandle(handle.workflowId, handle.firstExecutionRunId).fetchHistory()).events ?? [];
     expect(firstRun.length).toBeLessThan(120);
+    await maybeRecordHistory('episode-continue-as-new', env.client.workflow.getHandle(handle.workflowId, handle.firstExecutionRunId));
     expect(firstRun.at(-1)?.eventType).toBe(temporal.api.enums.v1.EventType.EVENT_TYPE_WORKFLOW_EXECUTION_CONTINUED_AS_NEW);
     const carried = firstRun.at(-1)?.workflowExecutionContinuedAsNewEventAttributes;
     expect(carried?.newExecutionRunId).toBeTruthy();
+  });
+
+  it('takes regenerate requests while it runs: a new take for a running shot, a new prompt for a queued one', async () => {
+    const input = await episodeInput([{ episode: 1, shot: 1, prompt: '第一版' }, { episode: 1, shot: 2, prompt: '还没开始' }], { maxInFlight: 1 });
+    const handle = await run(input);
+    const running = await handle.executeUpdate(regenerateUpdate, { args: [{ shot: 1, prompt: '第二版' }] });
+    const queued = await handle.executeUpdate(regenerateUpdate, { args: [{ shot: 2, prompt: '改过的提示词' }] });
+    expect(running).toMatchObject({ key: 'Episode-01-001', take: 2 });
+    expect(queued).toMatchObject({ key: 'Episode-01-002', take: 1 });
+    await expect(handle.executeUpdate(regenerateUpdate, { args: [{ shot: 9 }] })).rejects.toMatchObject({ cause: { message: expect.stringMatching(/not part of this episode/) } });
+
+    const result = await handle.result();
+    expect(result.shots.map((s) => [s.shot, s.status, s.take])).toEqual([[1, 'SUCCESS', 2], [2, 'SUCCESS', 1]]);
+    const records = await readTaskRecord(input.runDir);
+    expect(records['Episode-01-001']).toMatchObject({ take: 2, prompt: '第二版' });
+    expect(records['Episode-01-001']!.takes!.map((t) => [t.take, t.status])).toEqual([[1, 'SUCCESS'], [2, 'SUCCESS']]);
+    expect(records['Episode-01-002']).toMatchObject({ take: 1, prompt: '改过的提示词' });
+    await maybeRecordHistory('episode-regenerate', env.client.workflow.getHandle(handle.workflowId));
   });
 });

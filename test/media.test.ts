@@ -411,9 +411,15 @@ describe('downloadVideo', () => {
 
   const dest = (name: string) => path.join(root, 'downloads', name);
 
+  /** No partial file of `file` is left in its folder. */
+  async function expectNoParts(file: string) {
+    const names = await fs.readdir(path.dirname(file));
+    expect(names.filter((n) => n.startsWith(path.basename(file)) && n.endsWith('.part'))).toEqual([]);
+  }
+
   async function expectNothingLeft(file: string) {
     await expect(fs.access(file)).rejects.toThrow();
-    await expect(fs.access(`${file}.part`)).rejects.toThrow();
+    await expectNoParts(file);
   }
 
   it('streams a video to its destination, verified, with no .part left', async () => {
@@ -427,9 +433,17 @@ describe('downloadVideo', () => {
     expect(result.bytes).toBe(clip.length);
     expect(result.video).toMatchObject({ codec: 'h264', width: 320, height: 180, bytes: clip.length });
     expect((await fs.readFile(target)).equals(clip)).toBe(true);
-    await expect(fs.access(`${target}.part`)).rejects.toThrow();
+    await expectNoParts(target);
     expect(progress.at(-1)).toBe(clip.length);
     expect(progress.length).toBeLessThanOrEqual(Math.ceil(clip.length / (256 * 1024)) + 1);
+  });
+
+  it('removes partial files left by an attempt whose process died', async () => {
+    const target = dest('resumed.mp4');
+    await fs.mkdir(path.dirname(target), { recursive: true });
+    await fs.writeFile(`${target}.dead0001.part`, 'half a video');
+    await downloadVideo(`${base}/video.mp4`, target, { maxBytes: 10 * 1024 * 1024 });
+    await expectNoParts(target);
   });
 
   it('follows a redirect and overwrites an existing destination atomically', async () => {

@@ -20,11 +20,18 @@ describe('nextTake', () => {
   it('redoes the same take (re-using its task) when a recorded success lost its files', () => {
     expect(nextTake(entry({ status: 'SUCCESS', take: 2 }), false)).toEqual({ take: 2, done: false });
   });
-  it('starts a new take after a task the provider failed', () => {
-    expect(nextTake(entry({ status: 'FAILED', error_code: 'InternalError', take: 1 }), false)).toEqual({ take: 2, done: false });
+  it('starts a new take after a task the provider failed, cancelled or lost', () => {
+    for (const task_status of ['FAILED', 'CANCELED', 'UNKNOWN']) {
+      expect(nextTake(entry({ status: 'FAILED', task_status, error_code: 'InternalError', take: 1 }), false)).toEqual({ take: 2, done: false });
+    }
   });
   it('re-checks the same task first when the last run gave up at the deadline', () => {
-    expect(nextTake(entry({ status: 'FAILED', error_code: 'DeadlineExceeded', take: 3 }), false)).toEqual({ take: 3, done: false });
+    expect(nextTake(entry({ status: 'FAILED', task_status: null, error_code: 'DeadlineExceeded', take: 3 }), false)).toEqual({ take: 3, done: false });
+  });
+  it('does not pay again when the provider finished the task but the download or disk failed on our side', () => {
+    for (const error_code of ['Download.network', 'UrlExpired', 'InvalidApiKey', 'Error']) {
+      expect(nextTake(entry({ status: 'FAILED', task_status: 'SUCCEEDED', error_code, take: 1 }), false)).toEqual({ take: 1, done: false });
+    }
   });
   it('resumes the same take when it was interrupted mid-generation', () => {
     expect(nextTake(entry({ status: 'RUNNING', take: 1 }), false)).toEqual({ take: 1, done: false });

@@ -13,7 +13,10 @@ const fixtures = readdirSync(HISTORY_FIXTURES).filter((f) => f.endsWith('.binpb'
 
 describe('replay of recorded histories', () => {
   it('has recorded histories of every workflow to replay', () => {
-    expect(fixtures).toEqual(expect.arrayContaining(['episode-success.binpb', 'shot-deadline.binpb', 'shot-failed.binpb', 'shot-success.binpb']));
+    expect(fixtures).toEqual(expect.arrayContaining([
+      'episode-success.binpb', 'episode-transient-retry.binpb', 'episode-moderation.binpb', 'episode-regenerate.binpb', 'episode-continue-as-new.binpb',
+      'shot-deadline.binpb', 'shot-failed.binpb', 'shot-success.binpb',
+    ]));
   });
 
   it.each(fixtures)('%s replays deterministically with the current workflow code', async (file) => {

@@ -10,6 +10,7 @@ import {
   clearSubmissionStarted,
   journalPath,
   markSubmissionStarted,
+  SubmissionExistsError,
   readSubmission,
   recordSubmission,
   SubmissionConflictError,
@@ -522,7 +523,7 @@ describe('task record: tasks.json', () => {
       shot: 1,
       take: 1,
       model: 'wan2.2-i2v-flash',
-      takes: [{ take: 1, task_id: null, status: 'PENDING', submit_time: null, complete_time: null, video_path: null, cost: null, error_code: null }],
+      takes: [],
       updated_at: '2025-01-17T02:30:15.000Z',
     });
     const text = await fs.readFile(tasksJsonPath(run), 'utf8');
@@ -657,6 +658,14 @@ describe('submission journal', () => {
     await expect(markSubmissionStarted(run, key)).rejects.toThrow(/already has task task-1/);
     await clearSubmissionStarted(run, key);
     expect(await readSubmission(run, key)).toMatchObject({ taskId: 'task-1' });
+  });
+
+  it('lets only one attempt of a take mark it started (check and mark under one lock)', async () => {
+    const run = await freshDir();
+    const results = await Promise.allSettled([markSubmissionStarted(run, key), markSubmissionStarted(run, key), markSubmissionStarted(run, key)]);
+    expect(results.filter((r) => r.status === 'fulfilled')).toHaveLength(1);
+    for (const r of results.filter((x) => x.status === 'rejected')) expect((r as PromiseRejectedResult).reason).toBeInstanceOf(SubmissionExistsError);
+    await expect(markSubmissionStarted(run, key, new Date(), { replaceStarted: true })).resolves.toMatchObject({ state: 'started' });
   });
 
   it('clears a started marker after a definite rejection', async () => {

@@ -49,6 +49,15 @@ async function shotInput(prompt: string, take = 1): Promise<ShotWorkflowInput> {
   return { runDir: plan.runDir, runId: `${plan.runId}-${randomUUID().slice(0, 8)}`, shot: { ...planned, take }, generation: { ...DEFAULT_GENERATION, resolution: '480P' }, deadlineSeconds: 7200, poll: DEFAULT_POLL_SCHEDULE };
 }
 
+/** Waits (bounded) until the emulator has finished rendering the task. */
+async function eventuallyDone(provider: ReturnType<typeof createProviderClient>, taskId: string): Promise<void> {
+  const deadline = Date.now() + 20_000;
+  while (!(await provider.getTask(taskId)).done) {
+    if (Date.now() > deadline) throw new Error(`task ${taskId} did not finish`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
 function start(input: ShotWorkflowInput) {
   return env.client.workflow.start('shotWorkflow', { taskQueue, workflowId: `shot-${randomUUID()}`, args: [input] });
 }
@@ -122,7 +131,7 @@ describe('shotWorkflow', () => {
     const provider = createProviderClient(providerConfig('emulator', { baseUrl: emulator.baseUrl }));
     const image = toDataUrl('image/png', await readFile(input.shot.imagePath));
     const submitted = await provider.submit({ imageDataUrl: image, prompt: input.shot.prompt, params: input.generation });
-    await recordSubmission(input.runDir, submissionKey(input.runId, 1, 1, 1), { taskId: submitted.taskId, submittedAt: new Date().toISOString() });
+    await recordSubmission(input.runDir, submissionKey(1, 1, 1), { taskId: submitted.taskId, submittedAt: new Date().toISOString() });
 
     const before = emulator.ledger();
     const result = await (await start(input)).result();
@@ -130,9 +139,25 @@ describe('shotWorkflow', () => {
     expect(emulator.ledger().posts - before.posts).toBe(0);
   });
 
+  it('checks a task once more, instead of giving up, when a later run finds it past its deadline', async () => {
+    const input = await shotInput('finished while nobody was watching');
+    const provider = createProviderClient(providerConfig('emulator', { baseUrl: emulator.baseUrl }));
+    const image = toDataUrl('image/png', await readFile(input.shot.imagePath));
+    const submitted = await provider.submit({ imageDataUrl: image, prompt: input.shot.prompt, params: input.generation });
+    const threeHoursAgo = new Date(Date.now() - 3 * 3600_000).toISOString();
+    await recordSubmission(input.runDir, submissionKey(1, 1, 1), { taskId: submitted.taskId, submittedAt: threeHoursAgo });
+    await eventuallyDone(provider, submitted.taskId);
+
+    const before = emulator.ledger();
+    const result = await (await start(input)).result();
+    expect(result).toMatchObject({ status: 'SUCCESS', taskId: submitted.taskId, polls: 1 });
+    expect(emulator.ledger().posts - before.posts).toBe(0);
+    expect(emulator.ledger().gets - before.gets).toBe(1);
+  });
+
   it('does not repeat a submission whose outcome is unknown, and says what to do', async () => {
     const input = await shotInput('the POST was sent, then the worker died');
-    await markSubmissionStarted(input.runDir, submissionKey(input.runId, 1, 1, 1));
+    await markSubmissionStarted(input.runDir, submissionKey(1, 1, 1));
     const before = emulator.ledger();
     const result = await (await start(input)).result();
     expect(result).toMatchObject({ status: 'FAILED', errorCode: 'SUBMIT_UNCERTAIN' });

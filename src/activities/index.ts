@@ -14,9 +14,10 @@ import { prepareImage, type ImageLimits, DEFAULT_IMAGE_LIMITS } from '../media/i
 import { downloadVideo, DownloadError } from '../media/download';
 import { extractThumbnails } from '../media/video';
 import { outputPaths, preparedCacheDir, relativeToRun } from '../runs/paths';
-import { markSubmissionStarted, readSubmission, recordSubmission, clearSubmissionStarted } from '../runs/journal';
+import { clearSubmissionStarted, markSubmissionStarted, readSubmission, recordSubmission, SubmissionExistsError, type JournalEntry } from '../runs/journal';
 import { formatLocalTime, moveTakeVideo, readTaskRecord, takeAt, updateTaskRecord } from '../runs/taskRecord';
 import { estimateShotCost, priceOf, roundMoney } from '../pricing';
+import { writeReports } from '../reports';
 import type { ShotSpec } from '../workflows/types';
 
 export interface ActivityDeps {
@@ -33,7 +34,7 @@ export interface ActivityDeps {
 export type ShotRecordUpdate =
   | { kind: 'submitted'; taskId: string }
   | { kind: 'succeeded'; taskId: string; videoUrl: string; videoPath: string; thumbnailPath: string; billedSeconds?: number }
-  | { kind: 'failed'; taskId?: string; errorCode: string; errorMessage: string };
+  | { kind: 'failed'; taskId?: string; taskStatus?: string; errorCode: string; errorMessage: string };
 
 export function createActivities(deps: ActivityDeps) {
   const now = deps.now ?? (() => new Date());
@@ -41,9 +42,10 @@ export function createActivities(deps: ActivityDeps) {
 
   return {
     /** Makes the image acceptable to the API (format, size, pixel limits); returns where the prepared copy is. */
-    async prepareImage(args: { runDir: string; imagePath: string }) {
+    async prepareImage(args: { runDir: string; imagePath: string; upscaleSmall?: boolean }) {
       return guard(clean, async () => {
-        const prepared = await prepareImage(args.imagePath, preparedCacheDir(args.runDir), deps.imageLimits ?? DEFAULT_IMAGE_LIMITS);
+        const limits = { ...(deps.imageLimits ?? DEFAULT_IMAGE_LIMITS), ...(args.upscaleSmall ? { upscaleSmall: true } : {}) };
+        const prepared = await prepareImage(args.imagePath, preparedCacheDir(args.runDir), limits);
         return { path: prepared.path, mime: prepared.mime, width: prepared.width, height: prepared.height, bytes: prepared.bytes, sha256: prepared.sha256, changes: prepared.changes };
       });
     },
@@ -64,16 +66,24 @@ export function createActivities(deps: ActivityDeps) {
     }) {
       return guard(clean, async () => {
         const previous = await readSubmission(args.runDir, args.submissionKey);
+        const sinceSubmit = (entry: JournalEntry) => Math.max(0, now().getTime() - Date.parse(entry.submittedAt ?? entry.startedAt));
         if (previous?.state === 'submitted' && previous.taskId) {
-          const submittedAt = Date.parse(previous.submittedAt ?? previous.startedAt);
-          return { taskId: previous.taskId, reused: true, elapsedSinceSubmitMs: Math.max(0, now().getTime() - submittedAt) };
+          return { taskId: previous.taskId, reused: true, elapsedSinceSubmitMs: sinceSubmit(previous) };
         }
         const resubmit = args.onUncertain === 'resubmit';
         if (previous?.state === 'started' && !resubmit) {
           throw uncertain('A previous submission of this take was sent but its outcome is unknown (crash, timeout or reset)');
         }
         const imageDataUrl = toDataUrl(args.image.mime, await readFile(args.image.path));
-        await markSubmissionStarted(args.runDir, args.submissionKey);
+        try {
+          await markSubmissionStarted(args.runDir, args.submissionKey, now(), { replaceStarted: resubmit });
+        } catch (err) {
+          // Another attempt of this take got there first (an attempt that timed out but is still running).
+          if (!(err instanceof SubmissionExistsError)) throw err;
+          const entry = err.entry;
+          if (entry.state === 'submitted' && entry.taskId) return { taskId: entry.taskId, reused: true, elapsedSinceSubmitMs: sinceSubmit(entry) };
+          throw uncertain('Another attempt of this take is submitting it right now, or was cut off while doing so');
+        }
         try {
           const result = await deps.provider.submit({ imageDataUrl, prompt: args.prompt, params: args.generation });
           await recordSubmission(args.runDir, args.submissionKey, { taskId: result.taskId, submittedAt: now().toISOString(), requestId: result.requestId });
@@ -110,10 +120,7 @@ export function createActivities(deps: ActivityDeps) {
         const out = outputPaths(args.runDir, args.shot.episode, args.shot.shot);
         const takesDir = path.join(out.episodeDir, 'takes');
         const target = args.shot.take === 1 ? out.videoPath : path.join(takesDir, `${args.shot.name}-take-${args.shot.take}.mp4`);
-        const result = await downloadVideo(args.videoUrl, target, {
-          maxBytes: deps.maxVideoBytes,
-          onProgress: (bytes, total) => Context.current().heartbeat({ bytes, total }),
-        });
+        const result = await withHeartbeats((onProgress, signal) => downloadVideo(args.videoUrl, target, { maxBytes: deps.maxVideoBytes, onProgress, signal }));
         if (target !== out.videoPath) {
           if (await exists(out.videoPath)) {
             const previousTake = takeAt((await readTaskRecord(args.runDir))[args.shot.key], args.runDir, out.videoPath) ?? args.shot.take - 1;
@@ -137,6 +144,14 @@ export function createActivities(deps: ActivityDeps) {
       });
     },
 
+    /** Refreshes `report.xlsx` and `index.html` from tasks.json and the files on disk. */
+    async writeReports(args: { runDir: string }) {
+      return guard(clean, async () => {
+        const written = await writeReports(args.runDir);
+        return { excelPath: written.excelPath, galleryPath: written.galleryPath };
+      });
+    },
+
     /** Writes the shot's entry in `tasks.json` (atomically, safe against concurrent episodes). */
     async recordShot(args: { runDir: string; shot: ShotSpec; generation: GenerationParams; update: ShotRecordUpdate }) {
       return guard(clean, async () => {
@@ -149,20 +164,20 @@ export function createActivities(deps: ActivityDeps) {
         switch (update.kind) {
           case 'submitted':
             await updateTaskRecord(runDir, shot.key, {
-              ...common, cost: null, task_id: update.taskId, status: 'RUNNING', submit_time: time, complete_time: null,
+              ...common, cost: null, task_id: update.taskId, task_status: null, status: 'RUNNING', submit_time: time, complete_time: null,
               video_url: null, video_path: null, thumbnail_path: null, error_message: null, error_code: null,
             });
             return;
           case 'succeeded':
             await updateTaskRecord(runDir, shot.key, {
-              ...common, ...costOf(args.generation, update.billedSeconds), task_id: update.taskId, status: 'SUCCESS', complete_time: time, video_url: update.videoUrl,
+              ...common, ...costOf(args.generation, update.billedSeconds), task_id: update.taskId, task_status: 'SUCCEEDED', status: 'SUCCESS', complete_time: time, video_url: update.videoUrl,
               video_path: relativeToRun(runDir, update.videoPath), thumbnail_path: relativeToRun(runDir, update.thumbnailPath), error_message: null, error_code: null,
             });
             return;
           case 'failed':
-            // Failed tasks are not billed.
             await updateTaskRecord(runDir, shot.key, {
-              ...common, cost: update.taskId ? 0 : null, task_id: update.taskId ?? null, status: 'FAILED', complete_time: time, error_message: clean(update.errorMessage), error_code: update.errorCode,
+              ...common, ...failedTakeCost(args.generation, update.taskStatus), task_id: update.taskId ?? null, task_status: update.taskStatus ?? null,
+              status: 'FAILED', complete_time: time, error_message: clean(update.errorMessage), error_code: update.errorCode,
             });
             return;
         }
@@ -213,11 +228,39 @@ async function guard<T>(clean: (s: string) => string, fn: () => Promise<T>): Pro
   }
 }
 
+/**
+ * Heartbeats from the start and every few seconds (not only when bytes arrive, so a slow first byte is not
+ * mistaken for a dead worker), and hands the work Temporal's cancellation signal.
+ */
+async function withHeartbeats<T>(work: (onProgress: (bytes: number, total?: number) => void, signal: AbortSignal) => Promise<T>): Promise<T> {
+  const ctx = Context.current();
+  let details: { bytes: number; total?: number } = { bytes: 0 };
+  ctx.heartbeat(details);
+  const timer = setInterval(() => ctx.heartbeat(details), 5000);
+  try {
+    return await work((bytes, total) => {
+      details = { bytes, total };
+      ctx.heartbeat(details);
+    }, ctx.cancellationSignal);
+  } finally {
+    clearInterval(timer);
+  }
+}
+
 /** Seconds between two provider timestamps (`YYYY-MM-DD HH:MM:SS.mmm`, both in the provider's zone). */
 function secondsBetween(from: string | undefined, to: string | undefined): number | undefined {
   const parse = (t: string | undefined) => (t ? Date.parse(`${t.trim().replace(' ', 'T')}Z`) : NaN);
   const ms = parse(to) - parse(from);
   return Number.isFinite(ms) && ms >= 0 ? ms / 1000 : undefined;
+}
+
+/**
+ * A take that failed on our side after the provider finished it (download, disk, thumbnails) was billed; one the
+ * provider failed, cancelled or lost was not; one still running at the provider is not known yet.
+ */
+function failedTakeCost(generation: GenerationParams, taskStatus: string | undefined): { cost: number | null; currency?: string } {
+  if (taskStatus === 'SUCCEEDED' || taskStatus === 'SUCCESS') return costOf(generation, undefined);
+  return taskStatus ? { cost: 0 } : { cost: null };
 }
 
 /** List price of a finished take: the seconds the provider billed (usage), else the model's default length. */

@@ -2,33 +2,36 @@
  * From a scanned run folder and its task record to episode workflow inputs: which shots are already done,
  * and which take each of the others runs next. Pure, so every rule here is unit-tested.
  */
+import type { UncertainSubmitPolicy } from '../activities';
 import type { GenerationParams } from '../config';
 import type { PlannedEpisode, RunPlan } from '../runs/scan';
 import type { TaskRecordEntry } from '../runs/taskRecord';
 import type { EpisodeWorkflowInput, PollSchedule, ShotResult, ShotSpec } from '../workflows/types';
 
-/**
- * Failures after which the same take is tried again rather than a new (paid) one: the task may still be
- * running at the provider (deadline) and is re-checked first through the submission journal.
- */
-const RESUME_SAME_TAKE = new Set(['DeadlineExceeded']);
+/** Task ends after which only a new submission can help: the provider itself failed, cancelled or lost the task. */
+const PROVIDER_ENDED = new Set(['FAILED', 'CANCELED', 'UNKNOWN']);
 
 export interface RunSettings {
   generation: GenerationParams;
   deadlineSeconds: number;
   poll: PollSchedule;
   maxInFlight: number;
+  /** Enlarge images under the API's 360 px minimum instead of refusing them. */
+  upscaleSmall?: boolean;
+  /** When a paid submission's outcome is unknown: stop (default) or risk paying twice. */
+  uncertainSubmit?: UncertainSubmitPolicy;
 }
 
 /** Take to run next for a shot, given its record (if any). `undefined` means it is done. */
 export function nextTake(record: TaskRecordEntry | undefined, outputsPresent: boolean): { take: number; done: boolean } {
   if (!record) return { take: 1, done: false };
   if (record.status === 'SUCCESS' && outputsPresent) return { take: record.take, done: true };
-  if (record.status === 'FAILED' && record.task_id && !RESUME_SAME_TAKE.has(record.error_code ?? '')) {
+  if (record.status === 'FAILED' && record.task_id && PROVIDER_ENDED.has(record.task_status ?? '')) {
     return { take: record.take + 1, done: false };
   }
-  // Not submitted yet, interrupted mid-take, or its video went missing: the same take resumes (and re-uses its
-  // task id from the journal when it has one).
+  // Not submitted yet, interrupted, past its deadline, or failed on our side after the provider finished (a
+  // download, the disk, a key problem): the same take resumes, re-checking its task from the journal instead of
+  // paying again. Its video stays downloadable for 24 h.
   return { take: record.take, done: false };
 }
 
@@ -65,5 +68,7 @@ export function episodeInput(
     deadlineSeconds: settings.deadlineSeconds,
     poll: settings.poll,
     maxInFlight: settings.maxInFlight,
+    upscaleSmall: settings.upscaleSmall,
+    uncertainSubmit: settings.uncertainSubmit,
   };
 }

@@ -2,13 +2,13 @@
  * `i2v regenerate`: a new take of one shot. If the episode is running, it is asked (an update) to queue the
  * take; otherwise a new run of the episode workflow starts for just that shot. Earlier takes are kept.
  */
-import { WorkflowNotFoundError, type Client } from '@temporalio/client';
+import { WorkflowNotFoundError, WorkflowUpdateFailedError, type Client } from '@temporalio/client';
 import { ExitError, InputError } from '../errors';
 import { scanRun } from '../runs/scan';
 import { readTaskRecord } from '../runs/taskRecord';
 import { TASK_QUEUE } from '../worker';
-import { episodeWorkflowId, shotWorkflowId } from '../workflows/ids';
-import { regenerateUpdate } from '../workflows/messages';
+import { episodeWorkflowId, shotWorkflowId, shotWorkflowIdFor } from '../workflows/ids';
+import { episodeProgressQuery, regenerateUpdate } from '../workflows/messages';
 import { episodeSearchAttributes } from '../workflows/searchAttributes';
 import type { episodeWorkflow } from '../workflows/episode';
 import type { shotWorkflow } from '../workflows/shot';
@@ -24,8 +24,8 @@ export interface RegenerateOptions {
   searchAttributes: boolean;
 }
 
-/** Queues the new take and returns the id of its shot workflow. */
-export async function requestRegeneration(client: Client, runDir: string, opts: RegenerateOptions): Promise<{ workflowId: string; take: number }> {
+/** Queues the new take and returns the ids of its shot workflow and of the episode workflow. */
+export async function requestRegeneration(client: Client, runDir: string, opts: RegenerateOptions): Promise<{ workflowId: string; episodeWorkflowId: string; take: number }> {
   const plan = await scanRun(runDir, { episodes: [opts.episode] });
   const episode = plan.episodes.find((e) => e.episode === opts.episode);
   const planned = episode?.shots.find((s) => s.shot === opts.shot);
@@ -37,9 +37,11 @@ export async function requestRegeneration(client: Client, runDir: string, opts: 
   if (await isRunning(handle)) {
     try {
       const accepted = await handle.executeUpdate(regenerateUpdate, { args: [{ shot: opts.shot, prompt: opts.prompt }] });
-      return { workflowId: accepted.workflowId, take: accepted.take };
+      return { workflowId: accepted.workflowId, episodeWorkflowId: workflowId, take: accepted.take };
     } catch (err) {
-      // It may have finished between the check and the update; then start a new run below.
+      // Refused by the episode (e.g. it was started without that shot): say why.
+      if (err instanceof WorkflowUpdateFailedError) throw new InputError(`The running episode refused: ${err.cause?.message ?? err.message}`, 'regenerate-refused');
+      // Otherwise it may have finished between the check and the update; then start a new run below.
       if (await isRunning(handle)) throw err;
     }
   }
@@ -54,20 +56,53 @@ export async function requestRegeneration(client: Client, runDir: string, opts: 
     typedSearchAttributes: opts.searchAttributes ? episodeSearchAttributes(plan.runId, opts.episode) : undefined,
     staticSummary: `${episode.name} of ${plan.runId}: regenerate shot ${opts.shot}`,
   });
-  return { workflowId: shotWorkflowId(plan.runId, opts.episode, opts.shot, take), take };
+  return { workflowId: shotWorkflowId(plan.runId, opts.episode, opts.shot, take), episodeWorkflowId: workflowId, take };
 }
 
-/** Waits for a shot workflow that may not have been started yet (it can be queued behind other shots). */
-export async function waitForShot(client: Client, workflowId: string, signal?: AbortSignal): Promise<ShotResult> {
+/**
+ * Waits for the take, which may not have started yet (queued behind other shots). If the episode replaces it
+ * with a newer take (an automatic retry after a transient failure, or another regenerate), follows that one.
+ */
+export async function waitForShot(client: Client, episodeWorkflowId: string, workflowId: string, signal?: AbortSignal): Promise<ShotResult> {
+  let current = workflowId;
   for (;;) {
-    if (signal?.aborted) throw new ExitError('Interrupted; the new take keeps going in Temporal.', 130);
+    const result = await untilAborted(signal, waitForWorkflow(client, current, signal));
+    const newer = await newerTake(client, episodeWorkflowId, result);
+    if (!newer) return result;
+    current = newer;
+  }
+}
+
+async function waitForWorkflow(client: Client, workflowId: string, signal?: AbortSignal): Promise<ShotResult> {
+  for (;;) {
     try {
       return await client.workflow.getHandle<typeof shotWorkflow>(workflowId).result();
     } catch (err) {
-      if (!(err instanceof WorkflowNotFoundError)) throw err;
+      if (!(err instanceof WorkflowNotFoundError) || signal?.aborted) throw err;
       await new Promise((r) => setTimeout(r, 1000));
     }
   }
+}
+
+/** The workflow id of a later take of the same shot that the running episode has queued or started. */
+async function newerTake(client: Client, episodeWorkflowId: string, result: ShotResult): Promise<string | undefined> {
+  const handle = client.workflow.getHandle<typeof episodeWorkflow>(episodeWorkflowId);
+  if (!(await isRunning(handle))) return undefined;
+  const progress = await handle.query(episodeProgressQuery);
+  const shot = progress.shots.find((s) => s.key === result.key);
+  return shot && shot.take > result.take ? shotWorkflowIdFor(episodeWorkflowId, result.shot, shot.take) : undefined;
+}
+
+function untilAborted<T>(signal: AbortSignal | undefined, work: Promise<T>): Promise<T> {
+  if (!signal) return work;
+  return Promise.race([
+    work,
+    new Promise<never>((_, reject) => {
+      const stop = () => reject(new ExitError('Interrupted; the new take keeps going in Temporal (see `i2v status`).', 130));
+      if (signal.aborted) stop();
+      signal.addEventListener('abort', stop, { once: true });
+    }),
+  ]);
 }
 
 async function isRunning(handle: { describe(): Promise<{ status: { name: string } }> }): Promise<boolean> {

@@ -6,11 +6,13 @@ import { existsSync } from 'node:fs';
 import type { WorkflowHandle } from '@temporalio/client';
 import type { ProviderConfig } from '../config';
 import { outputPaths } from '../runs/paths';
-import { scanRun, type RunPlan } from '../runs/scan';
+import type { RunPlan } from '../runs/scan';
+import { DEFAULT_IMAGE_LIMITS } from '../media/image';
+import { preflight, recordInputErrors } from './validate';
 import { readTaskRecord } from '../runs/taskRecord';
 import { connectTemporal, runUiUrl, workflowUiUrl, type TemporalHandle } from '../temporal/connection';
 import { episodeSearchAttributes } from '../workflows/searchAttributes';
-import { createWorker, TASK_QUEUE } from '../worker';
+import { createWorker, stopWorker, TASK_QUEUE } from '../worker';
 import { episodeWorkflowId } from '../workflows/ids';
 import { episodeProgressQuery } from '../workflows/messages';
 import type { episodeWorkflow } from '../workflows/episode';
@@ -29,6 +31,10 @@ export interface RunOptions {
   refreshMs?: number;
   /** Aborting stops waiting and shuts this process's worker down; the workflows keep going on the next run. */
   signal?: AbortSignal;
+  /** Refuse to start when any input has a problem (default: skip those shots). */
+  strict?: boolean;
+  /** Cut prompts longer than the model reads instead of skipping the shot. */
+  truncatePrompts?: boolean;
 }
 
 export interface RunSummary {
@@ -40,10 +46,20 @@ export interface RunSummary {
 
 export async function runCommand(runDir: string, opts: RunOptions): Promise<RunSummary> {
   const out = opts.out ?? process.stdout;
-  const plan = await scanRun(runDir, { episodes: opts.episodes });
-  for (const problem of [...plan.problems, ...plan.episodes.flatMap((e) => e.problems)]) out.write(`! ${problem.message}\n`);
+  // Validation first, before anything is paid for: shots with input errors are reported, recorded in
+  // tasks.json and left out (or, with --strict, nothing starts).
+  const { plan, report } = await preflight(runDir, {
+    episodes: opts.episodes,
+    generation: opts.settings.generation,
+    maxInFlight: opts.settings.maxInFlight,
+    strict: opts.strict ?? false,
+    truncatePrompts: opts.truncatePrompts ?? false,
+    imageLimits: { ...DEFAULT_IMAGE_LIMITS, upscaleSmall: opts.settings.upscaleSmall ?? false },
+    out,
+  });
+  await recordInputErrors(plan.runDir, report);
   const shotCount = plan.episodes.reduce((n, e) => n + e.shots.length, 0);
-  out.write(`Run ${plan.runId}: ${plan.episodes.length} episode(s), ${shotCount} shot(s) ready to generate.\n`);
+  out.write(`Run ${plan.runId}: ${plan.episodes.length} episode(s), ${shotCount} shot(s) to generate or already done.\n`);
 
   const temporal = opts.temporal ?? (await connectTemporal());
   const worker = await createWorker({ connection: temporal.nativeConnection, namespace: temporal.namespace, provider: opts.provider });
@@ -59,6 +75,9 @@ export async function runCommand(runDir: string, opts: RunOptions): Promise<RunS
       if (input.done.length === input.shots.length && !(await isRunning(temporal, workflowId))) {
         results.push({ episode: episode.episode, total: input.shots.length, succeeded: input.done.length, failed: 0, shots: input.done });
         continue;
+      }
+      if (await isRunning(temporal, workflowId)) {
+        out.write(`${episode.name} is already running (started earlier): following it; it keeps the shots and settings it started with.\n`);
       }
       const handle = await temporal.client.workflow.start<typeof episodeWorkflow>('episodeWorkflow', {
         taskQueue: TASK_QUEUE,
@@ -79,9 +98,16 @@ export async function runCommand(runDir: string, opts: RunOptions): Promise<RunS
     const pending = new Set(started.map((s) => s.name));
     const finished = Promise.all(
       started.map(async ({ name, handle }) => {
-        const result = await handle.result();
-        pending.delete(name);
-        return result;
+        try {
+          return await handle.result();
+        } catch (err) {
+          // The episode workflow itself failed or was terminated: report it, keep the other episodes' results.
+          if (err instanceof RunInterrupted) throw err;
+          out.write(`! ${name}: ${(err as Error).message}${(err as Error).cause ? ` (${((err as Error).cause as Error).message})` : ''}\n`);
+          return episodeFailure(name, plan, err as Error);
+        } finally {
+          pending.delete(name);
+        }
       }),
     );
     const refresh = async () => {
@@ -106,10 +132,18 @@ export async function runCommand(runDir: string, opts: RunOptions): Promise<RunS
     for (const r of results) for (const line of formatSummary(`Episode-${String(r.episode).padStart(2, '0')}`, r)) out.write(`${line}\n`);
     return { plan, results, succeeded: sum(results, (r) => r.succeeded), failed: sum(results, (r) => r.failed) };
   } finally {
-    worker.shutdown();
+    stopWorker(worker);
     await workerRun;
     if (!opts.temporal) await temporal.close();
   }
+}
+
+function episodeFailure(name: string, plan: RunPlan, err: Error): EpisodeResult {
+  const episode = plan.episodes.find((e) => e.name === name);
+  const shots = (episode?.shots ?? []).map((s) => ({
+    key: s.key, episode: s.episode, shot: s.shot, take: 0, status: 'FAILED' as const, polls: 0, errorCode: 'EpisodeFailed', errorMessage: err.message,
+  }));
+  return { episode: episode?.episode ?? 0, total: shots.length, succeeded: 0, failed: shots.length, shots };
 }
 
 export class RunInterrupted extends Error {

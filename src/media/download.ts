@@ -1,7 +1,8 @@
 /**
- * Streams a finished video to disk: `<dest>.part`, checked against Content-Length and the size cap,
+ * Streams a finished video to disk: `<dest>.<random>.part`, checked against Content-Length and the size cap,
  * fsynced, verified with ffprobe, then renamed to `<dest>`. On any failure the .part is removed.
  */
+import { randomBytes } from 'node:crypto';
 import { promises as fs } from 'node:fs';
 import * as path from 'node:path';
 import { type Dispatcher, getGlobalDispatcher, interceptors, request } from 'undici';
@@ -61,9 +62,12 @@ const MAX_REDIRECTIONS = 5;
 let redirecting: Dispatcher | undefined;
 
 export async function downloadVideo(url: string, destPath: string, opts: DownloadOptions): Promise<DownloadResult> {
-  const part = `${destPath}.part`;
+  // A name of its own per attempt, so an earlier attempt that is still winding down cannot clobber this one;
+  // leftovers of attempts that died with their process are removed first.
+  const part = `${destPath}.${randomBytes(4).toString('hex')}.part`;
   const where = describeUrl(url);
   await fs.mkdir(path.dirname(destPath), { recursive: true });
+  await removeStaleParts(destPath);
   try {
     const bytes = await fetchToFile(url, part, where, opts);
     let video: VideoInfo;
@@ -79,6 +83,14 @@ export async function downloadVideo(url: string, destPath: string, opts: Downloa
   } catch (err) {
     await fs.rm(part, { force: true });
     throw opts.signal?.aborted ? opts.signal.reason : err;
+  }
+}
+
+async function removeStaleParts(destPath: string): Promise<void> {
+  const dir = path.dirname(destPath);
+  const prefix = `${path.basename(destPath)}.`;
+  for (const name of await fs.readdir(dir)) {
+    if (name.startsWith(prefix) && name.endsWith('.part')) await fs.rm(path.join(dir, name), { force: true });
   }
 }
 

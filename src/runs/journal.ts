@@ -68,17 +68,28 @@ export async function readSubmission(runDir: string, submissionKey: string): Pro
   return entry;
 }
 
+/** The journal already has an entry for this take: a task id to re-query, or a POST whose outcome is unknown. */
+export class SubmissionExistsError extends Error {
+  override readonly name = 'SubmissionExistsError';
+  constructor(readonly submissionKey: string, readonly entry: JournalEntry) {
+    super(
+      entry.state === 'submitted'
+        ? `Submission ${submissionKey} already has task ${entry.taskId}; re-query it instead of submitting again.`
+        : `Submission ${submissionKey} was already started at ${entry.startedAt}; its outcome is unknown.`,
+    );
+  }
+}
+
 /**
- * Notes (durably) that a POST is about to be sent, replacing an earlier 'started' marker. Throws when the take
- * already has a task id: the caller must re-query that task instead of paying for another.
+ * Notes (durably) that a POST is about to be sent. Check and mark happen under one lock, so two attempts of the
+ * same take can never both go ahead: an existing entry throws SubmissionExistsError, except that a 'started'
+ * marker may be replaced when the caller accepts the risk of paying twice (`replaceStarted`).
  */
-export async function markSubmissionStarted(runDir: string, submissionKey: string, now = new Date()): Promise<JournalEntry> {
+export async function markSubmissionStarted(runDir: string, submissionKey: string, now = new Date(), opts: { replaceStarted?: boolean } = {}): Promise<JournalEntry> {
   const file = journalPath(runDir, submissionKey);
   return withFileLock(file, async () => {
     const existing = await readSubmission(runDir, submissionKey);
-    if (existing?.state === 'submitted') {
-      throw new Error(`Submission ${submissionKey} already has task ${existing.taskId}; re-query it instead of submitting again.`);
-    }
+    if (existing && (existing.state === 'submitted' || !opts.replaceStarted)) throw new SubmissionExistsError(submissionKey, existing);
     const entry: JournalEntry = { state: 'started', startedAt: now.toISOString() };
     await writeFileAtomic(file, `${JSON.stringify(entry, null, 2)}\n`);
     return entry;

@@ -35,6 +35,8 @@ export interface TaskRecordEntry {
   model?: string;
   resolution?: string;
   error_code?: string | null;
+  /** How the provider ended the task (`SUCCEEDED`, `FAILED`, `CANCELED`, `UNKNOWN`); null while it runs or if never submitted. */
+  task_status?: string | null;
   /** What this take cost at list price (failed tasks are not billed): null while unknown. */
   cost?: number | null;
   currency?: string;
@@ -87,6 +89,7 @@ const FIELD_ORDER: readonly (keyof TaskRecordEntry)[] = [
   'model',
   'resolution',
   'error_code',
+  'task_status',
   'cost',
   'currency',
   'takes',
@@ -119,7 +122,9 @@ export async function updateTaskRecord(runDir: string, key: string, patch: TaskR
       ...defined,
       updated_at: now.toISOString(),
     };
-    merged.takes = withTake(record[key]?.takes ?? [], takeOf(merged));
+    // A take is a submission: an entry that never reached the provider (an input error) lists none.
+    const takes = record[key]?.takes ?? [];
+    merged.takes = merged.task_id === null && merged.status !== 'SUCCESS' ? [...takes] : withTake(takes, takeOf(merged));
     const entry = ordered(merged);
     record[key] = entry;
     await writeFileAtomic(file, serialise(record));

@@ -3,11 +3,12 @@
  * embedded dev server on a known local port, reusing one that already runs there (`i2v server`, another
  * `i2v run`) or starting it. The embedded server keeps its state in SQLite, so stopping and re-running resumes.
  */
+import { spawn } from 'node:child_process';
 import { mkdir } from 'node:fs/promises';
+import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { Client, Connection } from '@temporalio/client';
-import { TestWorkflowEnvironment } from '@temporalio/testing';
 import { NativeConnection } from '@temporalio/worker';
 import { ConfigError } from '../errors';
 import { resolveTemporalTool } from './binaries';
@@ -62,37 +63,82 @@ export async function connectTemporal(env: Env = process.env, embedded = embedde
   return startEmbeddedServer(embedded, namespace);
 }
 
-/** Starts the Temporal CLI dev server (SQLite-backed, with the Web UI) from the pinned local binary. */
+/**
+ * Starts the Temporal CLI dev server (SQLite-backed, with the Web UI) from the pinned local binary, in its own
+ * process group: a Ctrl-C in the terminal reaches only `i2v`, which then stops its worker first and the server
+ * last, so in-flight activities are reported before the server goes away.
+ */
 export async function startEmbeddedServer(opts: EmbeddedServerOptions, namespace = 'default'): Promise<TemporalHandle> {
   ensureRuntime();
   await mkdir(opts.stateDir, { recursive: true });
   const { executable } = resolveTemporalTool('temporal');
-  const env = await TestWorkflowEnvironment.createLocal({
-    server: {
-      executable,
-      namespace,
-      ip: opts.ip,
-      port: opts.port || undefined,
-      ui: opts.uiPort > 0,
-      uiPort: opts.uiPort || undefined,
-      dbFilename: path.join(opts.stateDir, 'temporal.db'),
-      searchAttributes: SEARCH_ATTRIBUTES,
-      // The dev server's start-up chatter ("frontend not healthy yet") is noise to users; I2V_TEMPORAL_LOG_LEVEL=debug shows it.
-      log: { format: 'pretty', level: process.env.I2V_TEMPORAL_LOG_LEVEL === 'debug' ? 'info' : 'never' },
-      // Offline-friendly: the Web UI would otherwise try to fetch a newsfeed from the internet.
-      extraArgs: ['--ui-disable-news-fetch'],
-    },
+  if (executable.type !== 'existing-path') {
+    throw new ConfigError('The Temporal CLI is not installed.', 'Run `npm run provision` (or `npm ci`), set TEMPORAL_CLI_PATH, or set TEMPORAL_ADDRESS to use another server.');
+  }
+  const port = opts.port || (await freePort(opts.ip));
+  const args = [
+    'server', 'start-dev', '--ip', opts.ip, '--port', String(port), '--db-filename', path.join(opts.stateDir, 'temporal.db'),
+    // The dev server's start-up chatter is noise to users; I2V_TEMPORAL_LOG_LEVEL=debug shows it.
+    '--log-level', process.env.I2V_TEMPORAL_LOG_LEVEL === 'debug' ? 'info' : 'error',
+    ...(opts.uiPort ? ['--ui-port', String(opts.uiPort), '--ui-disable-news-fetch'] : ['--headless']),
+    ...(namespace === 'default' ? [] : ['--namespace', namespace]),
+    ...SEARCH_ATTRIBUTES.flatMap((key) => ['--search-attribute', `${key.name}=${key.type === 'INT' ? 'Int' : 'Keyword'}`]),
+  ];
+  const server = spawn(executable.path, args, { detached: true, stdio: ['ignore', 'ignore', 'pipe'] });
+  let stderr = '';
+  server.stderr.on('data', (chunk: Buffer) => {
+    stderr = (stderr + chunk.toString()).slice(-4000);
   });
-  return {
-    client: env.client,
-    nativeConnection: env.nativeConnection,
-    address: env.address,
-    namespace,
-    uiUrl: opts.uiPort > 0 ? `http://localhost:${opts.uiPort}` : undefined,
-    startedServer: true,
-    searchAttributes: true,
-    close: () => env.teardown(),
+  const exited = new Promise<number | null>((resolve) => server.once('exit', (code) => resolve(code)));
+  const address = `${opts.ip}:${port}`;
+  const stop = async (): Promise<void> => {
+    if (server.exitCode !== null || server.signalCode !== null) return;
+    server.kill('SIGTERM');
+    const timer = setTimeout(() => server.kill('SIGKILL'), 10_000);
+    await exited;
+    clearTimeout(timer);
   };
+  try {
+    await waitUntilServing(address, exited, () => stderr);
+    const handle = await connectExisting(address, namespace, opts.uiPort ? `http://localhost:${opts.uiPort}` : undefined);
+    return {
+      ...handle,
+      startedServer: true,
+      close: async () => {
+        await handle.close();
+        await stop();
+      },
+    };
+  } catch (err) {
+    await stop();
+    throw err;
+  }
+}
+
+/** Polls until the server answers, failing early (with its last words) if it exits. */
+async function waitUntilServing(address: string, exited: Promise<number | null>, stderr: () => string): Promise<void> {
+  let exitCode: number | null | undefined;
+  void exited.then((code) => (exitCode = code));
+  const deadline = Date.now() + 60_000;
+  while (Date.now() < deadline) {
+    if (exitCode !== undefined) {
+      throw new ConfigError(`The embedded Temporal server exited (code ${exitCode}): ${stderr().trim().split('\n').slice(-3).join(' | ')}`, 'Is the port in use? Set I2V_TEMPORAL_PORT / I2V_TEMPORAL_UI_PORT, or I2V_TEMPORAL_LOG_LEVEL=debug for details.');
+    }
+    if (await isTemporalServing(address)) return;
+    await new Promise((r) => setTimeout(r, 250));
+  }
+  throw new ConfigError(`The embedded Temporal server did not answer at ${address} within 60 s.`, 'Set I2V_TEMPORAL_LOG_LEVEL=debug to see its log.');
+}
+
+function freePort(host: string): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const probe = net.createServer();
+    probe.once('error', reject);
+    probe.listen(0, host, () => {
+      const { port } = probe.address() as net.AddressInfo;
+      probe.close(() => resolve(port));
+    });
+  });
 }
 
 async function connectExisting(address: string, namespace: string, uiUrl: string | undefined): Promise<TemporalHandle> {

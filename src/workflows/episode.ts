@@ -3,13 +3,13 @@
  * `progress` query and accepts `regenerate` updates while it runs. Deterministic: no I/O here.
  */
 import {
-  ChildWorkflowFailure, allHandlersFinished, condition, continueAsNew, setCurrentDetails, setHandler, startChild, upsertSearchAttributes, workflowInfo,
+  type ActivityOptions, ActivityFailure, ChildWorkflowFailure, allHandlersFinished, proxyActivities, condition, continueAsNew, setCurrentDetails, setHandler, startChild, upsertSearchAttributes, workflowInfo,
 } from '@temporalio/workflow';
 import { episodeProgressQuery, regenerateUpdate, shotPhaseSignal } from './messages';
+import type { Activities } from '../activities';
 import { shotWorkflowId } from './ids';
 import { addSample, estimateGeneration } from './polling';
 import { shotWorkflow } from './shot';
-import { isRetryableCode } from '../provider/errors';
 import { I2V_STATE, shotSearchAttributes } from './searchAttributes';
 import type {
   EpisodeProgress, EpisodeResult, EpisodeWorkflowInput, RegenerateRequest, ShotPhase, ShotProgress, ShotResult, ShotSpec,
@@ -82,6 +82,7 @@ export async function episodeWorkflow(input: EpisodeWorkflowInput): Promise<Epis
         args: [{
           runDir: input.runDir, runId: input.runId, shot: spec, generation: input.generation, deadlineSeconds: input.deadlineSeconds,
           poll: input.poll, uncertainSubmit: input.uncertainSubmit, searchAttributes: input.searchAttributes, estimate: estimateGeneration(samples),
+          upscaleSmall: input.upscaleSmall,
         }],
         staticSummary: `${spec.name} take ${spec.take}: ${spec.prompt.slice(0, 60)}`,
         typedSearchAttributes: input.searchAttributes ? shotSearchAttributes(input.runId, spec.episode, spec.shot) : undefined,
@@ -133,6 +134,7 @@ export async function episodeWorkflow(input: EpisodeWorkflowInput): Promise<Epis
 
   const results = [...shots.values()].map((s) => s.result).filter((r): r is ShotResult => r !== undefined).sort((a, b) => a.shot - b.shot);
   const failed = results.filter((r) => r.status === 'FAILED').length;
+  await writeReports(input.runDir);
   if (input.searchAttributes) upsertSearchAttributes([{ key: I2V_STATE, value: failed ? 'failed' : 'done' }]);
   return {
     episode: input.episode,
@@ -141,6 +143,19 @@ export async function episodeWorkflow(input: EpisodeWorkflowInput): Promise<Epis
     failed,
     shots: results,
   };
+}
+
+const REPORTS: ActivityOptions = { startToCloseTimeout: '10 minutes', retry: { maximumAttempts: 3 } };
+const reports = proxyActivities<Activities>(REPORTS);
+
+/** report.xlsx and index.html, refreshed when an episode ends. A report that cannot be written fails nothing. */
+async function writeReports(runDir: string): Promise<void> {
+  try {
+    await reports.writeReports.executeWithOptions({ ...REPORTS, summary: 'Write report.xlsx and index.html' }, [{ runDir }]);
+  } catch (err) {
+    if (!(err instanceof ActivityFailure)) throw err;
+    setCurrentDetails(`Reports not written: ${err.cause?.message ?? err.message} (run \`i2v report\`)`);
+  }
 }
 
 /** Events per run after which the episode continues as new, unless the server suggests it sooner. */
@@ -166,11 +181,20 @@ function nextRunInput(input: EpisodeWorkflowInput, shots: Map<string, ShotState>
   };
 }
 
+/**
+ * Task failure codes worth a new take: the provider's own faults and throttling, not quota or content problems.
+ * Kept here, frozen, rather than shared with the HTTP client: changing it changes what running episodes do.
+ */
+function isTransientTaskFailure(code: string): boolean {
+  const family = (prefix: string) => code === prefix || code.startsWith(`${prefix}.`);
+  return family('InternalError') || (family('Throttling') && !family('Throttling.AllocationQuota'));
+}
+
 /** A task the provider failed for a transient reason (e.g. InternalError) gets a new take, a limited number of times. */
 function shouldRetryAsNewTake(result: ShotResult, state: ShotState, input: EpisodeWorkflowInput): boolean {
   if (result.status !== 'FAILED' || !result.taskId || !result.errorCode) return false;
   if (state.spec.take !== result.take || state.rerun) return false; // the user already asked for a new take
-  return isRetryableCode(result.errorCode) === true && state.autoRetries < (input.transientRetries ?? DEFAULT_TRANSIENT_RETRIES);
+  return isTransientTaskFailure(result.errorCode) && state.autoRetries < (input.transientRetries ?? DEFAULT_TRANSIENT_RETRIES);
 }
 
 function settle(state: ShotState, spec: ShotSpec, result: ShotResult): void {

@@ -21,8 +21,9 @@ import type { ShotPhase, ShotProgress, ShotResult, ShotWorkflowInput } from './t
 import { submissionKey } from './ids';
 import { I2V_STATE } from './searchAttributes';
 
+// Timeouts are short where no heartbeat is sent, so work cut off by a crashed worker is retried promptly.
 const PREP: ActivityOptions = {
-  startToCloseTimeout: '5 minutes',
+  startToCloseTimeout: '2 minutes',
   retry: { maximumAttempts: 3, nonRetryableErrorTypes: ['InputError'] },
 };
 // Submitting costs money: the activity itself guards against double submission (journal); retries here only
@@ -35,10 +36,14 @@ const CHECK: ActivityOptions = {
   startToCloseTimeout: '1 minute',
   retry: { initialInterval: '2 seconds', backoffCoefficient: 2, maximumInterval: '30 seconds', maximumAttempts: 6 },
 };
-const FILES: ActivityOptions = {
+const DOWNLOAD: ActivityOptions = {
   startToCloseTimeout: '15 minutes',
-  heartbeatTimeout: '1 minute',
+  heartbeatTimeout: '30 seconds',
   retry: { initialInterval: '5 seconds', backoffCoefficient: 2, maximumInterval: '1 minute', maximumAttempts: 5 },
+};
+const THUMBNAILS: ActivityOptions = {
+  startToCloseTimeout: '2 minutes',
+  retry: { initialInterval: '5 seconds', backoffCoefficient: 2, maximumInterval: '1 minute', maximumAttempts: 3 },
 };
 const RECORD: ActivityOptions = {
   startToCloseTimeout: '30 seconds',
@@ -64,10 +69,14 @@ class ShotFailed extends Error {
   }
 }
 
+/** How the provider ended the task, as far as this take knows (undefined: not ended, or never submitted). */
+type ProviderEnd = string | undefined;
+
 export async function shotWorkflow(input: ShotWorkflowInput): Promise<ShotResult> {
   const { shot, runDir } = input;
   const progress: ShotProgress = { key: shot.key, shot: shot.shot, take: shot.take, phase: 'queued' };
   let polls = 0;
+  let providerEnd: ProviderEnd;
   setHandler(shotProgressQuery, () => progress);
 
   const enter = async (phase: ShotPhase, taskId?: string): Promise<void> => {
@@ -82,12 +91,12 @@ export async function shotWorkflow(input: ShotWorkflowInput): Promise<ShotResult
   const base = { key: shot.key, episode: shot.episode, shot: shot.shot, take: shot.take };
   try {
     await enter('preparing');
-    const image = await act('prepareImage', PREP, `Prepare the image of ${shot.name}`, { runDir, imagePath: shot.imagePath });
+    const image = await act('prepareImage', PREP, `Prepare the image of ${shot.name}`, { runDir, imagePath: shot.imagePath, upscaleSmall: input.upscaleSmall });
 
     await enter('submitting');
     const submitted = await act('submitTask', SUBMIT, `Submit ${shot.name} take ${shot.take} (paid, at most once)`, {
       runDir,
-      submissionKey: submissionKey(input.runId, shot.episode, shot.shot, shot.take),
+      submissionKey: submissionKey(shot.episode, shot.shot, shot.take),
       image: { path: image.path, mime: image.mime },
       prompt: shot.prompt,
       generation: input.generation,
@@ -98,13 +107,14 @@ export async function shotWorkflow(input: ShotWorkflowInput): Promise<ShotResult
 
     const remainingMs = input.deadlineSeconds * 1000 - submitted.elapsedSinceSubmitMs;
     const outcome = await pollUntilDone(submitted.taskId, remainingMs, input, () => ++polls);
+    providerEnd = outcome.status;
     if (!outcome.succeeded || !outcome.videoUrl) {
       throw new ShotFailed(outcome.code ?? outcome.status, describeTaskEnd(outcome));
     }
 
     await enter('downloading');
     const video = await downloadWithFreshUrl(input, submitted.taskId, outcome.videoUrl);
-    const thumbs = await act('makeThumbnails', FILES, 'Cut the first-frame thumbnails', { runDir, shot, videoPath: video.videoPath });
+    const thumbs = await act('makeThumbnails', THUMBNAILS, 'Cut the first-frame thumbnails', { runDir, shot, videoPath: video.videoPath });
     await act('recordShot', RECORD, 'Record the finished shot in tasks.json', {
       runDir, shot, generation: input.generation,
       update: { kind: 'succeeded', taskId: submitted.taskId, videoUrl: video.videoUrl, videoPath: video.videoPath, thumbnailPath: thumbs.thumbnailPath, billedSeconds: outcome.videoSeconds },
@@ -117,9 +127,9 @@ export async function shotWorkflow(input: ShotWorkflowInput): Promise<ShotResult
   } catch (err) {
     const failure = toShotFailure(err);
     progress.error = failure.message;
-    await act('recordShot', RECORD, 'Record the failure in tasks.json', { runDir, shot, generation: input.generation, update: { kind: 'failed', taskId: progress.taskId, errorCode: failure.code, errorMessage: failure.message } });
+    await act('recordShot', RECORD, 'Record the failure in tasks.json', { runDir, shot, generation: input.generation, update: { kind: 'failed', taskId: progress.taskId, taskStatus: providerEnd, errorCode: failure.code, errorMessage: failure.message } });
     await enter('failed');
-    return { ...base, status: 'FAILED', taskId: progress.taskId, polls, errorCode: failure.code, errorMessage: failure.message };
+    return { ...base, status: 'FAILED', taskId: progress.taskId, taskStatus: providerEnd, polls, errorCode: failure.code, errorMessage: failure.message };
   }
 }
 
@@ -130,7 +140,13 @@ type TaskCheck = Awaited<ReturnType<Activities['checkTask']>>;
  * across worker restarts; it is left to lapse (not cancelled) once the task ends.
  */
 async function pollUntilDone(taskId: string, remainingMs: number, input: ShotWorkflowInput, countPoll: () => number): Promise<TaskCheck> {
-  if (remainingMs <= 0) throw new ShotFailed('DeadlineExceeded', deadlineMessage(taskId, input.deadlineSeconds));
+  if (remainingMs <= 0) {
+    // A later run after the deadline: the task may well have finished meanwhile (it stays queryable for 24 h).
+    countPoll();
+    const state = await checkOnce(taskId);
+    if (state?.done) return state;
+    throw new ShotFailed('DeadlineExceeded', deadlineMessage(taskId, input.deadlineSeconds));
+  }
   let deadlinePassed = false;
   const deadline = sleep(remainingMs, { summary: `Deadline: ${Math.round(input.deadlineSeconds / 60)} min after submission` }).then(() => {
     deadlinePassed = true;
@@ -162,14 +178,14 @@ async function checkOnce(taskId: string): Promise<TaskCheck | undefined> {
 async function downloadWithFreshUrl(input: ShotWorkflowInput, taskId: string, videoUrl: string) {
   const args = { runDir: input.runDir, shot: input.shot };
   try {
-    return await act('downloadVideo', FILES, `Download the video of ${input.shot.name}`, { ...args, videoUrl });
+    return await act('downloadVideo', DOWNLOAD, `Download the video of ${input.shot.name}`, { ...args, videoUrl });
   } catch (err) {
     if (failureType(err) !== 'UrlExpired') throw err;
     const fresh = await checkOnce(taskId);
     if (!fresh?.succeeded || !fresh.videoUrl || fresh.videoUrl === videoUrl) {
       throw new ShotFailed('UrlExpired', `The video URL of task ${taskId} has expired and the provider gave no fresh one.`);
     }
-    return act('downloadVideo', FILES, `Download the video of ${input.shot.name} again (fresh URL)`, { ...args, videoUrl: fresh.videoUrl });
+    return act('downloadVideo', DOWNLOAD, `Download the video of ${input.shot.name} again (fresh URL)`, { ...args, videoUrl: fresh.videoUrl });
   }
 }
 

@@ -37,6 +37,8 @@ export interface ShotWorkflowInput {
   searchAttributes?: boolean;
   /** Expected generation time, when the episode has learned one. */
   estimate?: GenerationEstimate;
+  /** Enlarge images under the API's 360 px minimum instead of refusing them. */
+  upscaleSmall?: boolean;
 }
 
 export type ShotPhase = 'queued' | 'preparing' | 'submitting' | 'generating' | 'downloading' | 'done' | 'failed';
@@ -54,6 +56,8 @@ export interface ShotResult {
   thumbnailPath?: string;
   videoSeconds?: number;
   polls: number;
+  /** How the provider ended the task (`SUCCEEDED`, `FAILED`, `CANCELED`, `UNKNOWN`), when it did. */
+  taskStatus?: string;
   /** Provider-side generation time (submission to end), when known. */
   generationSeconds?: number;
   errorCode?: string;
@@ -78,6 +82,7 @@ export interface EpisodeWorkflowInput {
   uncertainSubmit?: UncertainSubmitPolicy;
   /** The server has our custom search attributes registered (see searchAttributes.ts). */
   searchAttributes?: boolean;
+  upscaleSmall?: boolean;
   /** History events per run before continuing as new (default 5,000, or sooner if the server suggests). */
   maxEventsPerRun?: number;
   /** State carried over from the previous run of this episode (continue-as-new). */
