@@ -29,6 +29,9 @@ describe('npm run demo', () => {
 
     const first = await demo();
     expect(first.stdout).toMatch(/Emulator: 6 paid submission\(s\)/);
+    // Off a terminal, progress is plain timestamped lines at a sane rate.
+    expect(first.stdout.trim().split('\n').length).toBeLessThan(200);
+    expect(first.stdout).toMatch(/^\[\d\d:\d\d:\d\d\] Episode-01 \d\/3 done · /m);
     const records = await readTaskRecord(runDir);
     expect(Object.values(records).filter((r) => r.status === 'SUCCESS')).toHaveLength(6);
     for (const record of Object.values(records)) {

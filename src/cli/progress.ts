@@ -1,58 +1,134 @@
 /**
- * Live progress for `run`: on a terminal, one line per episode rewritten in place; elsewhere (CI, logs),
- * plain timestamped lines, printed only when something changed and at most every few seconds.
+ * Live progress for `run`: on a terminal, a bar per episode (cli-progress) with counts by state, elapsed time,
+ * ETA and spend; elsewhere (CI, logs), plain timestamped lines, printed when something finishes or fails and
+ * otherwise at most every 30 s. New failures are announced with their one-line reason either way.
  */
-import type { EpisodeProgress, EpisodeResult } from '../workflows/types';
+import { MultiBar, type SingleBar } from 'cli-progress';
+import { formatMoney, roundMoney } from '../pricing';
+import type { EpisodeProgress, EpisodeResult, ShotProgress } from '../workflows/types';
+
+/** Failures the user must act on (edit a prompt, check the provider console) rather than simply re-run. */
+const NEEDS_ATTENTION = new Set(['SUBMIT_UNCERTAIN', 'DataInspectionFailed', 'DeadlineExceeded']);
+
+export interface EpisodeCounts {
+  total: number;
+  queued: number;
+  submitting: number;
+  generating: number;
+  downloading: number;
+  done: number;
+  failed: number;
+  attention: number;
+}
+
+export function countsOf(p: EpisodeProgress): EpisodeCounts {
+  const attention = p.shots.filter((s) => s.phase === 'failed' && NEEDS_ATTENTION.has(s.errorCode ?? '')).length;
+  return {
+    total: p.total,
+    queued: p.counts.queued,
+    submitting: p.counts.preparing + p.counts.submitting,
+    generating: p.counts.generating,
+    downloading: p.counts.downloading,
+    done: p.counts.done,
+    failed: p.counts.failed - attention,
+    attention,
+  };
+}
 
 export interface ProgressPrinter {
   update(name: string, progress: EpisodeProgress): void;
   done(): void;
 }
 
-export function createProgressPrinter(out: NodeJS.WriteStream = process.stdout, now: () => number = Date.now): ProgressPrinter {
-  const started = now();
-  const latest = new Map<string, string>();
-  const lastPrinted = new Map<string, string>();
-  let lastPlainAt = 0;
-  let drawn = 0;
-  const tty = out.isTTY === true;
+export interface PrinterOptions {
+  now?: () => number;
+  /** List price of one shot, for "spent so far". */
+  costPerShot?: { amount: number; currency: string };
+  /** Plain-line mode: the longest silence while work is going on. */
+  heartbeatMs?: number;
+}
 
-  const render = (): void => {
-    if (tty) {
-      if (drawn > 0) out.write(`\x1b[${drawn}A`);
-      for (const line of latest.values()) out.write(`\x1b[2K${line}\n`);
-      drawn = latest.size;
-      return;
+interface Tracked {
+  first: EpisodeCounts;
+  latest: EpisodeCounts;
+  failuresSeen: Set<string>;
+  bar?: SingleBar;
+  /** Plain-line mode: shots finished when the last line was printed. */
+  lastFinished?: number;
+  lastPrintedAt: number;
+}
+
+export function createProgressPrinter(out: NodeJS.WriteStream = process.stdout, opts: PrinterOptions = {}): ProgressPrinter {
+  const now = opts.now ?? Date.now;
+  const started = now();
+  const heartbeatMs = opts.heartbeatMs ?? 30_000;
+  const tracked = new Map<string, Tracked>();
+  const multibar = out.isTTY
+    ? new MultiBar({ stream: out, format: '{name} [{bar}] {value}/{total} {details}', barsize: 24, hideCursor: true, clearOnComplete: false, autopadding: true }, undefined)
+    : undefined;
+
+  const describe = (t: Tracked): string => {
+    const c = t.latest;
+    const elapsed = now() - started;
+    const finishedHere = c.done + c.failed + c.attention - (t.first.done + t.first.failed + t.first.attention);
+    const remaining = c.total - c.done - c.failed - c.attention;
+    const eta = finishedHere > 0 && remaining > 0 ? ` · ETA ${formatDuration((elapsed / finishedHere) * remaining)}` : '';
+    const spent = opts.costPerShot ? ` · spent ${formatMoney(roundMoney(opts.costPerShot.amount * Math.max(0, c.done - t.first.done)), opts.costPerShot.currency)}` : '';
+    return (
+      `done · ${c.queued} queued, ${c.submitting} submitting, ${c.generating} generating, ${c.downloading} downloading, ` +
+      `${c.failed} failed, ${c.attention} need attention · ${formatDuration(elapsed)}${eta}${spent}`
+    );
+  };
+
+  const announceFailures = (name: string, t: Tracked, shots: ShotProgress[]): void => {
+    for (const s of shots) {
+      const id = `${s.key}#${s.take}`;
+      if (s.phase !== 'failed' || t.failuresSeen.has(id)) continue;
+      t.failuresSeen.add(id);
+      const line = `✗ ${s.key} take ${s.take}: [${s.errorCode ?? 'error'}] ${s.error ?? ''}`.trimEnd();
+      if (multibar) multibar.log(`${line}\n`);
+      else out.write(`[${clock(now())}] ${name} ${line}\n`);
     }
-    const t = now();
-    const changed = [...latest].filter(([name, line]) => lastPrinted.get(name) !== line);
-    if (changed.length === 0 || t - lastPlainAt < 5000) return;
-    lastPlainAt = t;
-    const stamp = new Date(t).toISOString().slice(11, 19);
-    for (const [name, line] of changed) {
-      out.write(`[${stamp}] ${line}\n`);
-      lastPrinted.set(name, line);
+  };
+
+  const printPlain = (name: string, t: Tracked, force: boolean): void => {
+    const c = t.latest;
+    const finished = c.done + c.failed + c.attention;
+    const active = c.total - finished > 0;
+    if (force || finished !== t.lastFinished || (active && now() - t.lastPrintedAt >= heartbeatMs)) {
+      out.write(`[${clock(now())}] ${name} ${c.done}/${c.total} ${describe(t)}\n`);
+      t.lastFinished = finished;
+      t.lastPrintedAt = now();
     }
   };
 
   return {
     update(name, progress) {
-      latest.set(name, formatProgressLine(name, progress, now() - started));
-      render();
+      const counts = countsOf(progress);
+      let t = tracked.get(name);
+      if (!t) {
+        t = { first: counts, latest: counts, failuresSeen: new Set(), lastPrintedAt: 0 };
+        // Failures from before this run were reported then; announce only new ones.
+        for (const s of progress.shots) if (s.phase === 'failed') t.failuresSeen.add(`${s.key}#${s.take}`);
+        tracked.set(name, t);
+        if (multibar) t.bar = multibar.create(counts.total, counts.done, { name, details: '' });
+      }
+      t.latest = counts;
+      announceFailures(name, t, progress.shots);
+      if (t.bar) t.bar.update(counts.done, { name, details: describe(t) });
+      else printPlain(name, t, false);
     },
     done() {
-      lastPlainAt = 0;
-      render();
+      if (multibar) multibar.stop();
+      else for (const [name, t] of tracked) if (t.lastFinished !== t.latest.done + t.latest.failed + t.latest.attention) printPlain(name, t, true);
     },
   };
 }
 
+/** One line for `status`: the same counts as the live view. */
 export function formatProgressLine(name: string, p: EpisodeProgress, elapsedMs: number): string {
-  const width = 20;
-  const filled = p.total ? Math.round(((p.counts.done + p.counts.failed) / p.total) * width) : width;
-  const bar = '#'.repeat(filled) + '.'.repeat(width - filled);
-  const active = p.counts.preparing + p.counts.submitting + p.counts.generating + p.counts.downloading;
-  return `${name} [${bar}] ${p.counts.done}/${p.total} done, ${active} working, ${p.counts.queued} queued, ${p.counts.failed} failed · ${formatDuration(elapsedMs)}`;
+  const c = countsOf(p);
+  return `${name} ${c.done}/${c.total} done · ${c.queued} queued, ${c.submitting} submitting, ${c.generating} generating, ${c.downloading} downloading, ${c.failed} failed, ${c.attention} need attention · ${formatDuration(elapsedMs)}`;
 }
 
 export function formatSummary(name: string, r: EpisodeResult): string[] {
@@ -71,4 +147,8 @@ export function formatDuration(ms: number): string {
   const sec = s % 60;
   const two = (n: number) => String(n).padStart(2, '0');
   return h ? `${h}:${two(m)}:${two(sec)}` : `${two(m)}:${two(sec)}`;
+}
+
+function clock(t: number): string {
+  return new Date(t).toISOString().slice(11, 19);
 }

@@ -76,7 +76,9 @@ export async function waitForShot(client: Client, episodeWorkflowId: string, wor
 async function waitForWorkflow(client: Client, workflowId: string, signal?: AbortSignal): Promise<ShotResult> {
   for (;;) {
     try {
-      return await client.workflow.getHandle<typeof shotWorkflow>(workflowId).result();
+      const result = () => client.workflow.getHandle<typeof shotWorkflow>(workflowId).result();
+      // Cancel the long-poll on Ctrl-C, before the connection closes under it.
+      return await (signal ? client.withAbortSignal(signal, result) : result());
     } catch (err) {
       if (!(err instanceof WorkflowNotFoundError) || signal?.aborted) throw err;
       await new Promise((r) => setTimeout(r, 1000));

@@ -9,6 +9,7 @@ import { outputPaths } from '../runs/paths';
 import type { RunPlan } from '../runs/scan';
 import { DEFAULT_IMAGE_LIMITS } from '../media/image';
 import { preflight, recordInputErrors } from './validate';
+import { estimateShotCost } from '../pricing';
 import { readTaskRecord } from '../runs/taskRecord';
 import { connectTemporal, runUiUrl, workflowUiUrl, type TemporalHandle } from '../temporal/connection';
 import { episodeSearchAttributes } from '../workflows/searchAttributes';
@@ -64,6 +65,7 @@ export async function runCommand(runDir: string, opts: RunOptions): Promise<RunS
   const temporal = opts.temporal ?? (await connectTemporal());
   const worker = await createWorker({ connection: temporal.nativeConnection, namespace: temporal.namespace, provider: opts.provider });
   const workerRun = worker.run();
+  let stopCalls = (): void => undefined;
   try {
     const records = await readTaskRecord(plan.runDir);
     const started: Array<{ name: string; handle: WorkflowHandle<typeof episodeWorkflow> }> = [];
@@ -94,15 +96,18 @@ export async function runCommand(runDir: string, opts: RunOptions): Promise<RunS
       out.write(`All workflows of this run: ${runUiUrl(temporal.uiUrl, temporal.namespace, plan.runId)}\n`);
     }
 
-    const printer = createProgressPrinter(out);
+    const printer = createProgressPrinter(out, { costPerShot: estimateShotCost(opts.settings.generation) });
     const pending = new Set(started.map((s) => s.name));
+    // Long-polls for results are cancelled before the connection closes (on Ctrl-C, say).
+    const calls = new AbortController();
+    stopCalls = () => calls.abort();
     const finished = Promise.all(
       started.map(async ({ name, handle }) => {
         try {
-          return await handle.result();
+          return await temporal.client.withAbortSignal(calls.signal, () => handle.result());
         } catch (err) {
+          if (calls.signal.aborted) throw new RunInterrupted('interrupted');
           // The episode workflow itself failed or was terminated: report it, keep the other episodes' results.
-          if (err instanceof RunInterrupted) throw err;
           out.write(`! ${name}: ${(err as Error).message}${(err as Error).cause ? ` (${((err as Error).cause as Error).message})` : ''}\n`);
           return episodeFailure(name, plan, err as Error);
         } finally {
@@ -121,6 +126,7 @@ export async function runCommand(runDir: string, opts: RunOptions): Promise<RunS
       }
     };
     const timer = setInterval(() => void refresh(), opts.refreshMs ?? 2000);
+    finished.catch(() => undefined); // if interrupted, nobody awaits it any more
     try {
       results.push(...(await Promise.race([finished, aborted(opts.signal)])));
     } finally {
@@ -132,6 +138,7 @@ export async function runCommand(runDir: string, opts: RunOptions): Promise<RunS
     for (const r of results) for (const line of formatSummary(`Episode-${String(r.episode).padStart(2, '0')}`, r)) out.write(`${line}\n`);
     return { plan, results, succeeded: sum(results, (r) => r.succeeded), failed: sum(results, (r) => r.failed) };
   } finally {
+    stopCalls();
     stopWorker(worker);
     await workerRun;
     if (!opts.temporal) await temporal.close();

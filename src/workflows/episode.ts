@@ -37,7 +37,7 @@ export async function episodeWorkflow(input: EpisodeWorkflowInput): Promise<Epis
   for (const spec of input.shots) {
     const result = doneByKey.get(spec.key);
     const phase: ShotPhase = queue.includes(spec.key) || !result ? 'queued' : result.status === 'SUCCESS' ? 'done' : 'failed';
-    const progress: ShotProgress = { key: spec.key, shot: spec.shot, take: spec.take, phase, taskId: result?.taskId, error: result?.errorMessage };
+    const progress: ShotProgress = { key: spec.key, shot: spec.shot, take: spec.take, phase, taskId: result?.taskId, error: result?.errorMessage, errorCode: result?.errorCode };
     shots.set(spec.key, { spec, result, running: false, rerun: false, autoRetries: input.carry?.autoRetries[spec.key] ?? 0, progress });
   }
   let samples: number[] = input.carry?.samples ?? [];
@@ -202,6 +202,7 @@ function settle(state: ShotState, spec: ShotSpec, result: ShotResult): void {
   state.result = result;
   state.progress.phase = result.status === 'SUCCESS' ? 'done' : 'failed';
   if (result.errorMessage) state.progress.error = result.errorMessage;
+  if (result.errorCode) state.progress.errorCode = result.errorCode;
 }
 
 function stateOfShot(shots: Map<string, ShotState>, shot: number): ShotState {

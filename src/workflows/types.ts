@@ -107,6 +107,7 @@ export interface ShotProgress {
   phase: ShotPhase;
   taskId?: string;
   error?: string;
+  errorCode?: string;
 }
 
 export interface EpisodeProgress {
