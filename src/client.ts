@@ -7,8 +7,9 @@ import { Command, CommanderError, InvalidArgumentError, Option } from 'commander
 import { DEFAULTS, DEFAULT_GENERATION, parseProviderKind, providerConfig, type GenerationParams, type ProviderConfig } from './config';
 import { ConfigError, ExitError, InputError, ProviderError } from './errors';
 import type { Resolution } from './provider/types';
-import { connectTemporal, embeddedServerOptions, startEmbeddedServer, type TemporalHandle } from './temporal/connection';
-import { createWorker, stopWorker } from './worker';
+import { configuredConnection, connectTemporal, embeddedServerOptions, startEmbeddedServer, type TemporalHandle } from './temporal/connection';
+import { createWorker, DEFAULT_ACTIVITY_QUEUES, stopWorker, WORKER_ROLES, type WorkerRole } from './worker';
+import { ensureRuntime } from './temporal/runtime';
 import { DEFAULT_POLL_SCHEDULE } from './workflows/polling';
 import type { RunSettings } from './cli/plan';
 import { runCommand, RunInterrupted } from './cli/run';
@@ -30,14 +31,16 @@ interface GenerationFlags {
   resolution: string;
   promptExtend: boolean;
   maxInFlight: number;
+  maxInFlightRun?: number;
   deadlineMinutes: number;
   resubmitUncertain?: boolean;
+  filesQueue?: string;
 }
 interface InputFlags {
   truncatePrompts?: boolean;
   upscaleSmall?: boolean;
 }
-type RunFlags = ProviderFlags & GenerationFlags & InputFlags & { episodes?: number[]; strict?: boolean; assemble?: boolean };
+type RunFlags = ProviderFlags & GenerationFlags & InputFlags & { episodes?: number[]; strict?: boolean; assemble?: boolean; worker: boolean; submitRate?: number };
 
 const program = new Command('i2v')
   .description('Durable batch image-to-video: turn a run folder of shots into videos through Wan 2.x, on Temporal.')
@@ -53,12 +56,17 @@ const runCmd = program
   .addOption(providerOption())
   .option('--base-url <url>', 'provider base URL (up to /api/v1)')
   .option('--strict', 'refuse to start if any input has a problem (default: skip those shots)')
-  .option('--assemble', 'afterwards, join each episode into 08_generated_videos/Episode-NN.mp4');
+  .option('--assemble', 'afterwards, join each episode into 08_generated_videos/Episode-NN.mp4')
+  .option('--no-worker', 'only start the workflows; `i2v worker` processes do the work')
+  .option('--max-in-flight-run <n>', 'tasks in flight at the provider for the whole run, shared among its episodes', positiveInt);
 addInputOptions(addGenerationOptions(runCmd)).action(async (runDir: string, flags: RunFlags) => {
     const provider = providerFromFlags(flags);
     const settings = settingsFromFlags(flags);
     await withInterrupt(async (signal) => {
-      const summary = await runCommand(runDir, { episodes: flags.episodes, provider, settings, signal, strict: flags.strict, truncatePrompts: flags.truncatePrompts });
+      const summary = await runCommand(runDir, {
+        episodes: flags.episodes, provider, settings, signal, strict: flags.strict, truncatePrompts: flags.truncatePrompts,
+        worker: flags.worker, submitsPerSecond: flags.submitRate,
+      });
       const assembled = flags.assemble ? await assembleCommand(summary.plan.runDir, { episodes: flags.episodes }) : 0;
       if (summary.failed > 0) throw new ExitError(`${summary.failed} shot(s) failed; see above. Fix and re-run, or \`i2v regenerate\`.`, 1);
       if (assembled !== 0) throw new ExitError('Some episodes could not be assembled completely; see above.', assembled);
@@ -128,15 +136,25 @@ addGenerationOptions(regenerateCmd).action(async (runDir: string, flags: Provide
 
 program
   .command('worker')
-  .description('Run a worker against TEMPORAL_ADDRESS (or the local embedded server) until interrupted.')
+  .description('Run a worker against TEMPORAL_ADDRESS / your Temporal profile (or the local embedded server) until interrupted.')
   .addOption(providerOption())
   .option('--base-url <url>', 'provider base URL (up to /api/v1)')
-  .action(async (flags: ProviderFlags) => {
+  .option('--roles <list>', `kinds of work to take: ${WORKER_ROLES.join(',')}`, parseRoles, [...WORKER_ROLES])
+  .addOption(filesQueueOption())
+  .option('--submit-rate <n>', 'paid submissions per second across all workers', positiveNumber)
+  .option('--metrics-port <port>', 'serve Prometheus metrics (Temporal\'s and i2v_*) on this port', positiveInt)
+  .addOption(new Option('--log-format <format>', 'log lines as text or JSON').choices(['text', 'json']).default('text'))
+  .action(async (flags: ProviderFlags & { roles: WorkerRole[]; filesQueue: string; submitRate?: number; metricsPort?: number; logFormat: 'text' | 'json' }) => {
     const provider = providerFromFlags(flags);
+    ensureRuntime({ metricsPort: flags.metricsPort, logFormat: flags.logFormat });
     const temporal = await connectIfRunning();
-    if (!temporal) throw new ConfigError('No Temporal server to work for.', 'Set TEMPORAL_ADDRESS, or start the embedded one with `i2v server`.');
-    const worker = await createWorker({ connection: temporal.nativeConnection, namespace: temporal.namespace, provider });
-    console.log(`Worker polling ${temporal.address} (namespace ${temporal.namespace}); Ctrl-C to stop.`);
+    if (!temporal) throw new ConfigError('No Temporal server to work for.', 'Set TEMPORAL_ADDRESS (or a Temporal profile), or start the embedded one with `i2v server`.');
+    const worker = await createWorker({
+      connection: temporal.nativeConnection, namespace: temporal.namespace, provider, roles: flags.roles,
+      queues: { ...DEFAULT_ACTIVITY_QUEUES, files: flags.filesQueue }, submitsPerSecond: flags.submitRate,
+    });
+    const started = { message: 'worker started', address: temporal.address, namespace: temporal.namespace, roles: flags.roles, filesQueue: flags.filesQueue, metricsPort: flags.metricsPort ?? null };
+    console.log(flags.logFormat === 'json' ? JSON.stringify({ time: new Date().toISOString(), level: 'INFO', ...started }) : `Worker polling ${temporal.address} (namespace ${temporal.namespace}) for ${flags.roles.join(', ')}${flags.metricsPort ? `; metrics on :${flags.metricsPort}/metrics` : ''}; Ctrl-C to stop.`);
     await withInterrupt(async (signal) => {
       // Stop polling and let running activities finish (or be retried elsewhere); a second Ctrl-C exits at once.
       signal.addEventListener('abort', () => stopWorker(worker), { once: true });
@@ -230,7 +248,14 @@ function addGenerationOptions(cmd: Command): Command {
     .option('--resolution <tier>', '480P, 720P or 1080P', DEFAULT_GENERATION.resolution)
     .option('--no-prompt-extend', 'send prompt_extend=false (no LLM prompt rewriting)')
     .option('--deadline-minutes <n>', 'stop waiting for a task this long after submitting it', positiveInt, DEFAULTS.deadlineSeconds / 60)
-    .option('--resubmit-uncertain', 'when a submission\'s outcome is unknown (timeout, reset), submit again: may pay twice (default: stop, SUBMIT_UNCERTAIN)');
+    .option('--resubmit-uncertain', 'when a submission\'s outcome is unknown (timeout, reset), submit again: may pay twice (default: stop, SUBMIT_UNCERTAIN)')
+    .addOption(filesQueueOption())
+    .option('--submit-rate <n>', 'paid submissions per second across all workers', positiveNumber);
+}
+
+/** File work (downloads, tasks.json, reports) must run where the run folder is: a shared folder, or a host's own queue. */
+function filesQueueOption(): Option {
+  return new Option('--files-queue <name>', 'task queue for file work; give each host its own when the run folder is not shared').default(DEFAULT_ACTIVITY_QUEUES.files);
 }
 
 function providerOption(): Option {
@@ -256,13 +281,16 @@ function settingsFromFlags(flags: Partial<GenerationFlags> & InputFlags): RunSet
     maxInFlight: flags.maxInFlight ?? DEFAULTS.maxInFlight,
     upscaleSmall: flags.upscaleSmall ?? false,
     uncertainSubmit: flags.resubmitUncertain ? 'resubmit' : 'fail',
+    queues: { ...DEFAULT_ACTIVITY_QUEUES, files: flags.filesQueue ?? DEFAULT_ACTIVITY_QUEUES.files },
+    maxInFlightPerRun: flags.maxInFlightRun,
   };
 }
 
+/** The configured server (its errors are reported), else the embedded one if it is running; never starts one. */
 async function connectIfRunning(): Promise<TemporalHandle | undefined> {
+  if (configuredConnection()) return connectTemporal();
+  const opts = embeddedServerOptions();
   try {
-    if (process.env.TEMPORAL_ADDRESS) return await connectTemporal();
-    const opts = embeddedServerOptions();
     return await connectTemporal({ ...process.env, TEMPORAL_ADDRESS: `${opts.ip}:${opts.port}` });
   } catch {
     return undefined;
@@ -304,6 +332,19 @@ function parseEpisodes(value: string): number[] {
   const list = value.split(',').map((v) => Number(v.trim()));
   if (list.some((n) => !Number.isInteger(n) || n < 1)) throw new InvalidArgumentError('expected episode numbers like 1,2,5');
   return list;
+}
+
+function positiveNumber(value: string): number {
+  const n = Number(value);
+  if (!Number.isFinite(n) || n <= 0) throw new InvalidArgumentError('expected a number above 0');
+  return n;
+}
+
+function parseRoles(value: string): WorkerRole[] {
+  const roles = value.split(',').map((r) => r.trim());
+  const unknown = roles.filter((r) => !(WORKER_ROLES as readonly string[]).includes(r));
+  if (unknown.length) throw new InvalidArgumentError(`unknown role(s) ${unknown.join(', ')}; use ${WORKER_ROLES.join(',')}`);
+  return roles as WorkerRole[];
 }
 
 function positiveInt(value: string): number {

@@ -45,6 +45,8 @@ export const DEFAULTS = {
   /** Largest video we are willing to download. */
   maxVideoBytes: 512 * 1024 * 1024,
   thumbnailSmallWidth: 150,
+  /** Paid submissions per second across all workers (published limits are 2–5 RPS per account). */
+  submitsPerSecond: 2,
 } as const;
 
 export const DEFAULT_GENERATION: GenerationParams = {

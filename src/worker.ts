@@ -1,15 +1,30 @@
 /**
- * The worker: runs the workflows and the activities. Activities get the provider client and its API key
- * from this process's own configuration; nothing secret travels through Temporal.
+ * Workers: the workflows and the activities, split over task queues by the kind of work, so a deployment can
+ * place each where it belongs (see README "Running on several machines"):
+ *   i2v-pipeline  workflows (orchestration only)
+ *   i2v-submit    paid submissions, rate-limited across all workers (maxTaskQueueActivitiesPerSecond)
+ *   i2v-provider  status checks
+ *   i2v-media     CPU-heavy image preparation and thumbnails
+ *   i2v-files     downloads, tasks.json and reports: must run where the run folder is (a shared folder, or a
+ *                 host-specific queue name)
+ * Activities get the provider client and its API key from this process's own configuration; nothing secret
+ * travels through Temporal.
  */
+import os from 'node:os';
 import path from 'node:path';
 import { bundleWorkflowCode, NativeConnection, Worker, type WorkflowBundle } from '@temporalio/worker';
 import { createActivities } from './activities';
 import { DEFAULTS, type ProviderConfig } from './config';
 import { createProviderClient } from './provider/client';
 import { ensureRuntime } from './temporal/runtime';
+import type { ActivityQueues } from './workflows/types';
 
 export const TASK_QUEUE = 'i2v-pipeline';
+
+export const DEFAULT_ACTIVITY_QUEUES: ActivityQueues = { submit: 'i2v-submit', provider: 'i2v-provider', media: 'i2v-media', files: 'i2v-files' };
+
+export type WorkerRole = 'workflows' | keyof ActivityQueues;
+export const WORKER_ROLES: readonly WorkerRole[] = ['workflows', 'submit', 'provider', 'media', 'files'];
 
 let bundle: Promise<WorkflowBundle> | undefined;
 
@@ -26,12 +41,22 @@ export interface WorkerOptions {
   connection: NativeConnection;
   namespace: string;
   provider: ProviderConfig;
-  taskQueue?: string;
-  /** Activities running at once in this process (downloads, ffmpeg, API calls). */
-  maxConcurrentActivities?: number;
+  /** Which kinds of work this process takes (default: all). */
+  roles?: readonly WorkerRole[];
+  /** Task queue names (default DEFAULT_ACTIVITY_QUEUES; `files` may be host-specific). */
+  queues?: ActivityQueues;
+  /** Paid submissions per second across every worker of the cluster (the server enforces it). */
+  submitsPerSecond?: number;
 }
 
-export async function createWorker(opts: WorkerOptions): Promise<Worker> {
+/** The workers of one process, run and stopped together. */
+export interface WorkerGroup {
+  run(): Promise<void>;
+  /** Stops polling; running activities finish (or are retried elsewhere). Safe to call more than once. */
+  shutdown(): void;
+}
+
+export async function createWorker(opts: WorkerOptions): Promise<WorkerGroup> {
   ensureRuntime();
   const activities = createActivities({
     provider: createProviderClient(opts.provider),
@@ -39,19 +64,36 @@ export async function createWorker(opts: WorkerOptions): Promise<Worker> {
     maxVideoBytes: DEFAULTS.maxVideoBytes,
     smallThumbnailWidth: DEFAULTS.thumbnailSmallWidth,
   });
-  return Worker.create({
-    connection: opts.connection,
-    namespace: opts.namespace,
-    taskQueue: opts.taskQueue ?? TASK_QUEUE,
-    workflowBundle: await workflowBundle(),
-    activities,
-    maxConcurrentActivityTaskExecutions: opts.maxConcurrentActivities ?? 8,
-  });
+  const queues = opts.queues ?? DEFAULT_ACTIVITY_QUEUES;
+  const roles = opts.roles ?? WORKER_ROLES;
+  const base = { connection: opts.connection, namespace: opts.namespace };
+  const workers: Worker[] = [];
+  if (roles.includes('workflows')) {
+    // Old episodes started without queue names run their activities here too.
+    workers.push(await Worker.create({ ...base, taskQueue: TASK_QUEUE, workflowBundle: await workflowBundle(), activities, maxConcurrentActivityTaskExecutions: 8 }));
+  }
+  const activityWorker = (taskQueue: string, extra: Partial<Parameters<typeof Worker.create>[0]>) =>
+    Worker.create({ ...base, taskQueue, activities, enableNonLocalActivities: true, ...extra });
+  if (roles.includes('submit')) {
+    workers.push(await activityWorker(queues.submit, { maxConcurrentActivityTaskExecutions: 4, maxTaskQueueActivitiesPerSecond: opts.submitsPerSecond ?? DEFAULTS.submitsPerSecond }));
+  }
+  if (roles.includes('provider')) workers.push(await activityWorker(queues.provider, { maxConcurrentActivityTaskExecutions: 32 }));
+  // ffmpeg and sharp each use the cores they get: no more of them at once than there are cores.
+  if (roles.includes('media')) workers.push(await activityWorker(queues.media, { maxConcurrentActivityTaskExecutions: Math.max(1, os.availableParallelism()) }));
+  if (roles.includes('files')) workers.push(await activityWorker(queues.files, { maxConcurrentActivityTaskExecutions: 8 }));
+  return {
+    run: async () => {
+      await Promise.all(workers.map((w) => w.run()));
+    },
+    shutdown: () => {
+      for (const w of workers) if (w.getState() === 'RUNNING') w.shutdown();
+    },
+  };
 }
 
-/** Stops a worker if it is still running (it may already be draining after a signal or a fatal error). */
-export function stopWorker(worker: Worker): void {
-  if (worker.getState() === 'RUNNING') worker.shutdown();
+/** Stops a worker group if it is still running (it may already be draining after a signal or a fatal error). */
+export function stopWorker(worker: WorkerGroup): void {
+  worker.shutdown();
 }
 
 const noop = (): void => undefined;

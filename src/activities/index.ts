@@ -18,6 +18,7 @@ import { clearSubmissionStarted, markSubmissionStarted, readSubmission, recordSu
 import { formatLocalTime, moveTakeVideo, readTaskRecord, takeAt, updateTaskRecord } from '../runs/taskRecord';
 import { estimateShotCost, priceOf, roundMoney } from '../pricing';
 import { writeReports } from '../reports';
+import { metrics } from '../metrics';
 import type { ShotSpec } from '../workflows/types';
 
 export interface ActivityDeps {
@@ -87,6 +88,7 @@ export function createActivities(deps: ActivityDeps) {
         try {
           const result = await deps.provider.submit({ imageDataUrl, prompt: args.prompt, params: args.generation });
           await recordSubmission(args.runDir, args.submissionKey, { taskId: result.taskId, submittedAt: now().toISOString(), requestId: result.requestId });
+          metrics.submission(args.generation.model);
           return { taskId: result.taskId, reused: false, elapsedSinceSubmitMs: 0 };
         } catch (err) {
           // Only a request the provider certainly did not accept may be tried again (unless the user accepts
@@ -103,6 +105,7 @@ export function createActivities(deps: ActivityDeps) {
     /** One status check of a provider task. */
     async checkTask(args: { taskId: string }) {
       return guard(clean, async () => {
+        metrics.poll();
         const t = await deps.provider.getTask(args.taskId);
         return {
           status: t.status, done: t.done, succeeded: t.succeeded, videoUrl: t.videoUrl, code: t.code, message: t.message,
@@ -121,6 +124,7 @@ export function createActivities(deps: ActivityDeps) {
         const takesDir = path.join(out.episodeDir, 'takes');
         const target = args.shot.take === 1 ? out.videoPath : path.join(takesDir, `${args.shot.name}-take-${args.shot.take}.mp4`);
         const result = await withHeartbeats((onProgress, signal) => downloadVideo(args.videoUrl, target, { maxBytes: deps.maxVideoBytes, onProgress, signal }));
+        metrics.download(result.bytes);
         if (target !== out.videoPath) {
           if (await exists(out.videoPath)) {
             const previousTake = takeAt((await readTaskRecord(args.runDir))[args.shot.key], args.runDir, out.videoPath) ?? args.shot.take - 1;
@@ -168,13 +172,17 @@ export function createActivities(deps: ActivityDeps) {
               video_url: null, video_path: null, thumbnail_path: null, error_message: null, error_code: null,
             });
             return;
-          case 'succeeded':
+          case 'succeeded': {
+            const cost = costOf(args.generation, update.billedSeconds);
+            if (cost.cost !== null && cost.currency) metrics.spend(cost.cost, cost.currency);
             await updateTaskRecord(runDir, shot.key, {
-              ...common, ...costOf(args.generation, update.billedSeconds), task_id: update.taskId, task_status: 'SUCCEEDED', status: 'SUCCESS', complete_time: time, video_url: update.videoUrl,
+              ...common, ...cost, task_id: update.taskId, task_status: 'SUCCEEDED', status: 'SUCCESS', complete_time: time, video_url: update.videoUrl,
               video_path: relativeToRun(runDir, update.videoPath), thumbnail_path: relativeToRun(runDir, update.thumbnailPath), error_message: null, error_code: null,
             });
             return;
+          }
           case 'failed':
+            metrics.failure(update.errorCode);
             await updateTaskRecord(runDir, shot.key, {
               ...common, ...failedTakeCost(args.generation, update.taskStatus), task_id: update.taskId ?? null, task_status: update.taskStatus ?? null,
               status: 'FAILED', complete_time: time, error_message: clean(update.errorMessage), error_code: update.errorCode,

@@ -6,7 +6,7 @@ import type { UncertainSubmitPolicy } from '../activities';
 import type { GenerationParams } from '../config';
 import type { PlannedEpisode, RunPlan } from '../runs/scan';
 import type { TaskRecordEntry } from '../runs/taskRecord';
-import type { EpisodeWorkflowInput, PollSchedule, ShotResult, ShotSpec } from '../workflows/types';
+import type { ActivityQueues, EpisodeWorkflowInput, PollSchedule, ShotResult, ShotSpec } from '../workflows/types';
 
 /** Task ends after which only a new submission can help: the provider itself failed, cancelled or lost the task. */
 const PROVIDER_ENDED = new Set(['FAILED', 'CANCELED', 'UNKNOWN']);
@@ -20,6 +20,16 @@ export interface RunSettings {
   upscaleSmall?: boolean;
   /** When a paid submission's outcome is unknown: stop (default) or risk paying twice. */
   uncertainSubmit?: UncertainSubmitPolicy;
+  /** Task queues per kind of work (see src/worker.ts); absent, everything runs on the workflow queue. */
+  queues?: ActivityQueues;
+  /** Tasks in flight at the provider for the whole run, shared out among its episodes. */
+  maxInFlightPerRun?: number;
+}
+
+/** Each episode's share of the run-wide cap (at least one shot each), never above the per-episode limit. */
+export function episodeShare(settings: RunSettings, episodes: number): number {
+  if (!settings.maxInFlightPerRun || episodes === 0) return settings.maxInFlight;
+  return Math.min(settings.maxInFlight, Math.max(1, Math.floor(settings.maxInFlightPerRun / episodes)));
 }
 
 /** Take to run next for a shot, given its record (if any). `undefined` means it is done. */
@@ -70,5 +80,6 @@ export function episodeInput(
     maxInFlight: settings.maxInFlight,
     upscaleSmall: settings.upscaleSmall,
     uncertainSubmit: settings.uncertainSubmit,
+    queues: settings.queues,
   };
 }

@@ -18,7 +18,7 @@ import { episodeWorkflowId } from '../workflows/ids';
 import { episodeProgressQuery } from '../workflows/messages';
 import type { episodeWorkflow } from '../workflows/episode';
 import type { EpisodeResult } from '../workflows/types';
-import { episodeInput, type RunSettings } from './plan';
+import { episodeInput, episodeShare, type RunSettings } from './plan';
 import { createProgressPrinter, formatSummary } from './progress';
 
 export interface RunOptions {
@@ -36,6 +36,10 @@ export interface RunOptions {
   strict?: boolean;
   /** Cut prompts longer than the model reads instead of skipping the shot. */
   truncatePrompts?: boolean;
+  /** Start a worker in this process (default true); false only starts the workflows. */
+  worker?: boolean;
+  /** Paid submissions per second across all workers (this process's worker sets it for the cluster). */
+  submitsPerSecond?: number;
 }
 
 export interface RunSummary {
@@ -63,15 +67,19 @@ export async function runCommand(runDir: string, opts: RunOptions): Promise<RunS
   out.write(`Run ${plan.runId}: ${plan.episodes.length} episode(s), ${shotCount} shot(s) to generate or already done.\n`);
 
   const temporal = opts.temporal ?? (await connectTemporal());
-  const worker = await createWorker({ connection: temporal.nativeConnection, namespace: temporal.namespace, provider: opts.provider });
-  const workerRun = worker.run();
+  // Without a worker of its own, `run` only starts the workflows; `i2v worker` processes do the work.
+  const worker = opts.worker === false ? undefined : await createWorker({
+    connection: temporal.nativeConnection, namespace: temporal.namespace, provider: opts.provider, queues: opts.settings.queues, submitsPerSecond: opts.submitsPerSecond,
+  });
+  const workerRun = worker?.run();
   let stopCalls = (): void => undefined;
   try {
     const records = await readTaskRecord(plan.runDir);
     const started: Array<{ name: string; handle: WorkflowHandle<typeof episodeWorkflow> }> = [];
     const results: EpisodeResult[] = [];
+    const settings = { ...opts.settings, maxInFlight: episodeShare(opts.settings, plan.episodes.length) };
     for (const episode of plan.episodes) {
-      const input = episodeInput(plan, episode, records, (shot) => outputsPresent(plan.runDir, shot.episode, shot.shot), opts.settings);
+      const input = episodeInput(plan, episode, records, (shot) => outputsPresent(plan.runDir, shot.episode, shot.shot), settings);
       if (input.shots.length === 0) continue;
       const workflowId = episodeWorkflowId(plan.runId, episode.episode);
       if (input.done.length === input.shots.length && !(await isRunning(temporal, workflowId))) {
@@ -139,7 +147,7 @@ export async function runCommand(runDir: string, opts: RunOptions): Promise<RunS
     return { plan, results, succeeded: sum(results, (r) => r.succeeded), failed: sum(results, (r) => r.failed) };
   } finally {
     stopCalls();
-    stopWorker(worker);
+    if (worker) stopWorker(worker);
     await workerRun;
     if (!opts.temporal) await temporal.close();
   }

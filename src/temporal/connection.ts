@@ -1,7 +1,9 @@
 /**
- * How the CLI reaches Temporal: `TEMPORAL_ADDRESS` (and `TEMPORAL_NAMESPACE`) when set; otherwise the
- * embedded dev server on a known local port, reusing one that already runs there (`i2v server`, another
- * `i2v run`) or starting it. The embedded server keeps its state in SQLite, so stopping and re-running resumes.
+ * How the CLI reaches Temporal, the Temporal way: environment variables (`TEMPORAL_ADDRESS`,
+ * `TEMPORAL_NAMESPACE`, `TEMPORAL_API_KEY`, `TEMPORAL_TLS_*`) and profiles of the Temporal config file
+ * (`TEMPORAL_PROFILE`, `TEMPORAL_CONFIG_FILE`), read by @temporalio/envconfig. When none of that names a server,
+ * the embedded dev server on a known local port is used, reusing one that already runs there (`i2v server`,
+ * another `i2v run`) or starting it. The embedded server keeps its state in SQLite, so re-running resumes.
  */
 import { spawn } from 'node:child_process';
 import { mkdir } from 'node:fs/promises';
@@ -9,7 +11,8 @@ import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { Client, Connection } from '@temporalio/client';
-import { NativeConnection } from '@temporalio/worker';
+import { loadClientConnectConfig } from '@temporalio/envconfig';
+import { NativeConnection, type NativeConnectionOptions } from '@temporalio/worker';
 import { ConfigError } from '../errors';
 import { resolveTemporalTool } from './binaries';
 import { ensureRuntime } from './runtime';
@@ -55,12 +58,26 @@ export function embeddedServerOptions(env: Env = process.env): EmbeddedServerOpt
 
 export async function connectTemporal(env: Env = process.env, embedded = embeddedServerOptions(env)): Promise<TemporalHandle> {
   ensureRuntime();
+  const configured = configuredConnection(env);
+  if (configured) return connectExisting(configured.options, configured.namespace, env.I2V_TEMPORAL_UI_URL);
   const namespace = env.TEMPORAL_NAMESPACE || 'default';
-  if (env.TEMPORAL_ADDRESS) return connectExisting(env.TEMPORAL_ADDRESS, namespace, undefined);
   const address = `${embedded.ip}:${embedded.port}`;
   const uiUrl = embedded.uiPort ? `http://localhost:${embedded.uiPort}` : undefined;
-  if (embedded.port && (await isTemporalServing(address))) return connectExisting(address, namespace, uiUrl);
+  if (embedded.port && (await isTemporalServing(address))) return connectExisting({ address }, namespace, uiUrl);
   return startEmbeddedServer(embedded, namespace);
+}
+
+/** A server named by the environment or a config profile, if any (TLS, API key and metadata included). */
+export function configuredConnection(env: Env = process.env): { options: NativeConnectionOptions; namespace: string } | undefined {
+  const overrideEnvVars = Object.fromEntries(Object.entries(env).filter((e): e is [string, string] => !!e[1]));
+  let config: ReturnType<typeof loadClientConnectConfig>;
+  try {
+    config = loadClientConnectConfig({ profile: env.TEMPORAL_PROFILE, overrideEnvVars });
+  } catch (err) {
+    throw new ConfigError(`Cannot read the Temporal connection config: ${(err as Error).message}`, 'Check TEMPORAL_CONFIG_FILE / TEMPORAL_PROFILE and the TEMPORAL_* variables.');
+  }
+  if (!config.connectionOptions.address) return undefined;
+  return { options: config.connectionOptions, namespace: config.namespace || env.TEMPORAL_NAMESPACE || 'default' };
 }
 
 /**
@@ -100,7 +117,7 @@ export async function startEmbeddedServer(opts: EmbeddedServerOptions, namespace
   };
   try {
     await waitUntilServing(address, exited, () => stderr);
-    const handle = await connectExisting(address, namespace, opts.uiPort ? `http://localhost:${opts.uiPort}` : undefined);
+    const handle = await connectExisting({ address }, namespace, opts.uiPort ? `http://localhost:${opts.uiPort}` : undefined);
     return {
       ...handle,
       startedServer: true,
@@ -141,14 +158,16 @@ function freePort(host: string): Promise<number> {
   });
 }
 
-async function connectExisting(address: string, namespace: string, uiUrl: string | undefined): Promise<TemporalHandle> {
+async function connectExisting(options: NativeConnectionOptions, namespace: string, uiUrl: string | undefined): Promise<TemporalHandle> {
+  const address = options.address ?? 'localhost:7233';
   let connection: Connection;
+  let nativeConnection: NativeConnection;
   try {
-    connection = await Connection.connect({ address, connectTimeout: '5 seconds' });
+    connection = await Connection.connect({ address, tls: options.tls, apiKey: options.apiKey, metadata: options.metadata, connectTimeout: '5 seconds' });
+    nativeConnection = await NativeConnection.connect(options);
   } catch (err) {
-    throw new ConfigError(`Cannot reach Temporal at ${address}: ${(err as Error).message}`, 'Start it, fix TEMPORAL_ADDRESS, or unset TEMPORAL_ADDRESS to use the embedded server.');
+    throw new ConfigError(`Cannot reach Temporal at ${address}: ${(err as Error).message}`, 'Start it, or fix TEMPORAL_ADDRESS / your Temporal profile (unset both to use the embedded server).');
   }
-  const nativeConnection = await NativeConnection.connect({ address });
   return {
     client: new Client({ connection, namespace }),
     nativeConnection,

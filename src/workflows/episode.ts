@@ -12,7 +12,7 @@ import { addSample, estimateGeneration } from './polling';
 import { shotWorkflow } from './shot';
 import { I2V_STATE, shotSearchAttributes } from './searchAttributes';
 import type {
-  EpisodeProgress, EpisodeResult, EpisodeWorkflowInput, RegenerateRequest, ShotPhase, ShotProgress, ShotResult, ShotSpec,
+  ActivityQueues, EpisodeProgress, EpisodeResult, EpisodeWorkflowInput, RegenerateRequest, ShotPhase, ShotProgress, ShotResult, ShotSpec,
 } from './types';
 
 const DEFAULT_TRANSIENT_RETRIES = 1;
@@ -82,7 +82,7 @@ export async function episodeWorkflow(input: EpisodeWorkflowInput): Promise<Epis
         args: [{
           runDir: input.runDir, runId: input.runId, shot: spec, generation: input.generation, deadlineSeconds: input.deadlineSeconds,
           poll: input.poll, uncertainSubmit: input.uncertainSubmit, searchAttributes: input.searchAttributes, estimate: estimateGeneration(samples),
-          upscaleSmall: input.upscaleSmall,
+          upscaleSmall: input.upscaleSmall, queues: input.queues,
         }],
         staticSummary: `${spec.name} take ${spec.take}: ${spec.prompt.slice(0, 60)}`,
         typedSearchAttributes: input.searchAttributes ? shotSearchAttributes(input.runId, spec.episode, spec.shot) : undefined,
@@ -134,7 +134,7 @@ export async function episodeWorkflow(input: EpisodeWorkflowInput): Promise<Epis
 
   const results = [...shots.values()].map((s) => s.result).filter((r): r is ShotResult => r !== undefined).sort((a, b) => a.shot - b.shot);
   const failed = results.filter((r) => r.status === 'FAILED').length;
-  await writeReports(input.runDir);
+  await writeReports(input.runDir, input.queues);
   if (input.searchAttributes) upsertSearchAttributes([{ key: I2V_STATE, value: failed ? 'failed' : 'done' }]);
   return {
     episode: input.episode,
@@ -149,9 +149,9 @@ const REPORTS: ActivityOptions = { startToCloseTimeout: '10 minutes', retry: { m
 const reports = proxyActivities<Activities>(REPORTS);
 
 /** report.xlsx and index.html, refreshed when an episode ends. A report that cannot be written fails nothing. */
-async function writeReports(runDir: string): Promise<void> {
+async function writeReports(runDir: string, queues: ActivityQueues | undefined): Promise<void> {
   try {
-    await reports.writeReports.executeWithOptions({ ...REPORTS, summary: 'Write report.xlsx and index.html' }, [{ runDir }]);
+    await reports.writeReports.executeWithOptions({ ...REPORTS, taskQueue: queues?.files, summary: 'Write report.xlsx and index.html' }, [{ runDir }]);
   } catch (err) {
     if (!(err instanceof ActivityFailure)) throw err;
     setCurrentDetails(`Reports not written: ${err.cause?.message ?? err.message} (run \`i2v report\`)`);

@@ -17,7 +17,7 @@ import {
 import type { Activities } from '../activities';
 import { shotPhaseSignal, shotProgressQuery } from './messages';
 import { nextPollDelaySeconds } from './polling';
-import type { ShotPhase, ShotProgress, ShotResult, ShotWorkflowInput } from './types';
+import type { ActivityQueues, ShotPhase, ShotProgress, ShotResult, ShotWorkflowInput } from './types';
 import { submissionKey } from './ids';
 import { I2V_STATE } from './searchAttributes';
 
@@ -52,10 +52,27 @@ const RECORD: ActivityOptions = {
 
 const activities = proxyActivities<Activities>(PREP);
 
-/** Runs an activity with its options and a one-line summary, so the event history reads like a story. */
-function act<K extends keyof Activities>(name: K, options: ActivityOptions, summary: string, ...args: Parameters<Activities[K]>): Promise<Awaited<ReturnType<Activities[K]>>> {
+/** Runs an activity with its options, on the queue for its kind of work, with a one-line summary (the event history then reads like a story). */
+function act<K extends keyof Activities>(
+  queues: ActivityQueues | undefined, name: K, options: ActivityOptions, summary: string, ...args: Parameters<Activities[K]>
+): Promise<Awaited<ReturnType<Activities[K]>>> {
   const fn = activities[name] as unknown as CallableWithOptions<Activities[K]>;
-  return fn.executeWithOptions({ ...options, summary }, args);
+  return fn.executeWithOptions({ ...options, taskQueue: queues && queueFor(queues, name), summary }, args);
+}
+
+/** Where each kind of work runs (without queue names, as in older runs and tests, on the workflow's own queue). */
+function queueFor(queues: ActivityQueues, name: keyof Activities): string {
+  switch (name) {
+    case 'submitTask':
+      return queues.submit;
+    case 'checkTask':
+      return queues.provider;
+    case 'prepareImage':
+    case 'makeThumbnails':
+      return queues.media;
+    default:
+      return queues.files;
+  }
 }
 
 type CallableWithOptions<F extends (...args: never[]) => unknown> = {
@@ -73,7 +90,7 @@ class ShotFailed extends Error {
 type ProviderEnd = string | undefined;
 
 export async function shotWorkflow(input: ShotWorkflowInput): Promise<ShotResult> {
-  const { shot, runDir } = input;
+  const { shot, runDir, queues } = input;
   const progress: ShotProgress = { key: shot.key, shot: shot.shot, take: shot.take, phase: 'queued' };
   let polls = 0;
   let providerEnd: ProviderEnd;
@@ -91,10 +108,10 @@ export async function shotWorkflow(input: ShotWorkflowInput): Promise<ShotResult
   const base = { key: shot.key, episode: shot.episode, shot: shot.shot, take: shot.take };
   try {
     await enter('preparing');
-    const image = await act('prepareImage', PREP, `Prepare the image of ${shot.name}`, { runDir, imagePath: shot.imagePath, upscaleSmall: input.upscaleSmall });
+    const image = await act(queues, 'prepareImage', PREP, `Prepare the image of ${shot.name}`, { runDir, imagePath: shot.imagePath, upscaleSmall: input.upscaleSmall });
 
     await enter('submitting');
-    const submitted = await act('submitTask', SUBMIT, `Submit ${shot.name} take ${shot.take} (paid, at most once)`, {
+    const submitted = await act(queues, 'submitTask', SUBMIT, `Submit ${shot.name} take ${shot.take} (paid, at most once)`, {
       runDir,
       submissionKey: submissionKey(shot.episode, shot.shot, shot.take),
       image: { path: image.path, mime: image.mime },
@@ -103,7 +120,7 @@ export async function shotWorkflow(input: ShotWorkflowInput): Promise<ShotResult
       onUncertain: input.uncertainSubmit,
     });
     await enter('generating', submitted.taskId);
-    await act('recordShot', RECORD, 'Record the task id in tasks.json', { runDir, shot, generation: input.generation, update: { kind: 'submitted', taskId: submitted.taskId } });
+    await act(queues, 'recordShot', RECORD, 'Record the task id in tasks.json', { runDir, shot, generation: input.generation, update: { kind: 'submitted', taskId: submitted.taskId } });
 
     const remainingMs = input.deadlineSeconds * 1000 - submitted.elapsedSinceSubmitMs;
     const outcome = await pollUntilDone(submitted.taskId, remainingMs, input, () => ++polls);
@@ -114,8 +131,8 @@ export async function shotWorkflow(input: ShotWorkflowInput): Promise<ShotResult
 
     await enter('downloading');
     const video = await downloadWithFreshUrl(input, submitted.taskId, outcome.videoUrl);
-    const thumbs = await act('makeThumbnails', THUMBNAILS, 'Cut the first-frame thumbnails', { runDir, shot, videoPath: video.videoPath });
-    await act('recordShot', RECORD, 'Record the finished shot in tasks.json', {
+    const thumbs = await act(queues, 'makeThumbnails', THUMBNAILS, 'Cut the first-frame thumbnails', { runDir, shot, videoPath: video.videoPath });
+    await act(queues, 'recordShot', RECORD, 'Record the finished shot in tasks.json', {
       runDir, shot, generation: input.generation,
       update: { kind: 'succeeded', taskId: submitted.taskId, videoUrl: video.videoUrl, videoPath: video.videoPath, thumbnailPath: thumbs.thumbnailPath, billedSeconds: outcome.videoSeconds },
     });
@@ -127,7 +144,7 @@ export async function shotWorkflow(input: ShotWorkflowInput): Promise<ShotResult
   } catch (err) {
     const failure = toShotFailure(err);
     progress.error = failure.message;
-    await act('recordShot', RECORD, 'Record the failure in tasks.json', { runDir, shot, generation: input.generation, update: { kind: 'failed', taskId: progress.taskId, taskStatus: providerEnd, errorCode: failure.code, errorMessage: failure.message } });
+    await act(queues, 'recordShot', RECORD, 'Record the failure in tasks.json', { runDir, shot, generation: input.generation, update: { kind: 'failed', taskId: progress.taskId, taskStatus: providerEnd, errorCode: failure.code, errorMessage: failure.message } });
     await enter('failed');
     return { ...base, status: 'FAILED', taskId: progress.taskId, taskStatus: providerEnd, polls, errorCode: failure.code, errorMessage: failure.message };
   }
@@ -143,7 +160,7 @@ async function pollUntilDone(taskId: string, remainingMs: number, input: ShotWor
   if (remainingMs <= 0) {
     // A later run after the deadline: the task may well have finished meanwhile (it stays queryable for 24 h).
     countPoll();
-    const state = await checkOnce(taskId);
+    const state = await checkOnce(input.queues, taskId);
     if (state?.done) return state;
     throw new ShotFailed('DeadlineExceeded', deadlineMessage(taskId, input.deadlineSeconds));
   }
@@ -157,7 +174,7 @@ async function pollUntilDone(taskId: string, remainingMs: number, input: ShotWor
     waited += delay;
     await Promise.race([sleep(delay * 1000, { summary: `Wait ${delay} s before status check ${i + 1}` }), deadline]);
     const n = countPoll();
-    const state = await checkOnce(taskId);
+    const state = await checkOnce(input.queues, taskId);
     if (state?.done) return state;
     setCurrentDetails(`**generating** · task \`${taskId}\` · ${n} polls · last status ${state?.status ?? 'unreachable'}`);
     if (deadlinePassed) throw new ShotFailed('DeadlineExceeded', deadlineMessage(taskId, input.deadlineSeconds));
@@ -165,9 +182,9 @@ async function pollUntilDone(taskId: string, remainingMs: number, input: ShotWor
 }
 
 /** One status check. A transient failure that outlasts the activity's retries is just a missed poll. */
-async function checkOnce(taskId: string): Promise<TaskCheck | undefined> {
+async function checkOnce(queues: ActivityQueues | undefined, taskId: string): Promise<TaskCheck | undefined> {
   try {
-    return await act('checkTask', CHECK, `Check task ${taskId}`, { taskId });
+    return await act(queues, 'checkTask', CHECK, `Check task ${taskId}`, { taskId });
   } catch (err) {
     if (err instanceof ActivityFailure && err.cause instanceof ApplicationFailure && err.cause.nonRetryable) throw err;
     return undefined;
@@ -178,14 +195,14 @@ async function checkOnce(taskId: string): Promise<TaskCheck | undefined> {
 async function downloadWithFreshUrl(input: ShotWorkflowInput, taskId: string, videoUrl: string) {
   const args = { runDir: input.runDir, shot: input.shot };
   try {
-    return await act('downloadVideo', DOWNLOAD, `Download the video of ${input.shot.name}`, { ...args, videoUrl });
+    return await act(input.queues, 'downloadVideo', DOWNLOAD, `Download the video of ${input.shot.name}`, { ...args, videoUrl });
   } catch (err) {
     if (failureType(err) !== 'UrlExpired') throw err;
-    const fresh = await checkOnce(taskId);
+    const fresh = await checkOnce(input.queues, taskId);
     if (!fresh?.succeeded || !fresh.videoUrl || fresh.videoUrl === videoUrl) {
       throw new ShotFailed('UrlExpired', `The video URL of task ${taskId} has expired and the provider gave no fresh one.`);
     }
-    return act('downloadVideo', DOWNLOAD, `Download the video of ${input.shot.name} again (fresh URL)`, { ...args, videoUrl: fresh.videoUrl });
+    return act(input.queues, 'downloadVideo', DOWNLOAD, `Download the video of ${input.shot.name} again (fresh URL)`, { ...args, videoUrl: fresh.videoUrl });
   }
 }
 

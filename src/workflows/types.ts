@@ -16,6 +16,14 @@ export interface PollSchedule {
   denseSeconds?: number;
 }
 
+/** Task queues per kind of activity (see src/worker.ts). Absent: everything runs on the workflow's queue. */
+export interface ActivityQueues {
+  submit: string;
+  provider: string;
+  media: string;
+  files: string;
+}
+
 /** How long generation takes, learned from the episode's finished shots (seconds from submission). */
 export interface GenerationEstimate {
   earliestSeconds: number;
@@ -39,6 +47,7 @@ export interface ShotWorkflowInput {
   estimate?: GenerationEstimate;
   /** Enlarge images under the API's 360 px minimum instead of refusing them. */
   upscaleSmall?: boolean;
+  queues?: ActivityQueues;
 }
 
 export type ShotPhase = 'queued' | 'preparing' | 'submitting' | 'generating' | 'downloading' | 'done' | 'failed';
@@ -83,6 +92,7 @@ export interface EpisodeWorkflowInput {
   /** The server has our custom search attributes registered (see searchAttributes.ts). */
   searchAttributes?: boolean;
   upscaleSmall?: boolean;
+  queues?: ActivityQueues;
   /** History events per run before continuing as new (default 5,000, or sooner if the server suggests). */
   maxEventsPerRun?: number;
   /** State carried over from the previous run of this episode (continue-as-new). */
