@@ -75,7 +75,10 @@ export async function createWorker(opts: WorkerOptions): Promise<WorkerGroup> {
   const activityWorker = (taskQueue: string, extra: Partial<Parameters<typeof Worker.create>[0]>) =>
     Worker.create({ ...base, taskQueue, activities, enableNonLocalActivities: true, ...extra });
   if (roles.includes('submit')) {
-    workers.push(await activityWorker(queues.submit, { maxConcurrentActivityTaskExecutions: 4, maxTaskQueueActivitiesPerSecond: opts.submitsPerSecond ?? DEFAULTS.submitsPerSecond }));
+    // The server's limiter (a token bucket) lets a second's worth of tokens burst on top of its rate, so it is
+    // given half the limit: the provider then never sees more than the limit in any one second.
+    const limit = opts.submitsPerSecond ?? DEFAULTS.submitsPerSecond;
+    workers.push(await activityWorker(queues.submit, { maxConcurrentActivityTaskExecutions: 4, maxTaskQueueActivitiesPerSecond: limit / 2 }));
   }
   if (roles.includes('provider')) workers.push(await activityWorker(queues.provider, { maxConcurrentActivityTaskExecutions: 32 }));
   // ffmpeg and sharp each use the cores they get: no more of them at once than there are cores.

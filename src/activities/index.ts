@@ -209,8 +209,15 @@ function uncertain(what: string): ApplicationFailure {
   });
 }
 
+const HEARTBEAT_EVERY_MS = 3000;
+
 /** Maps our typed errors to Temporal failures: retryable or not, with the provider's Retry-After honoured. */
 async function guard<T>(clean: (s: string) => string, fn: () => Promise<T>): Promise<T> {
+  // Every activity heartbeats while it runs, so work cut off by a crashed worker is retried within the
+  // heartbeat timeout (seconds), not its start-to-close timeout (minutes).
+  const ctx = Context.current();
+  ctx.heartbeat();
+  const beat = setInterval(() => ctx.heartbeat(), HEARTBEAT_EVERY_MS);
   try {
     return await fn();
   } catch (err) {
@@ -233,26 +240,15 @@ async function guard<T>(clean: (s: string) => string, fn: () => Promise<T>): Pro
     }
     if (err instanceof Error) throw ApplicationFailure.create({ type: err.name, message: clean(err.message) });
     throw err;
+  } finally {
+    clearInterval(beat);
   }
 }
 
-/**
- * Heartbeats from the start and every few seconds (not only when bytes arrive, so a slow first byte is not
- * mistaken for a dead worker), and hands the work Temporal's cancellation signal.
- */
+/** Reports download progress as heartbeat details and hands the work Temporal's cancellation signal. */
 async function withHeartbeats<T>(work: (onProgress: (bytes: number, total?: number) => void, signal: AbortSignal) => Promise<T>): Promise<T> {
   const ctx = Context.current();
-  let details: { bytes: number; total?: number } = { bytes: 0 };
-  ctx.heartbeat(details);
-  const timer = setInterval(() => ctx.heartbeat(details), 5000);
-  try {
-    return await work((bytes, total) => {
-      details = { bytes, total };
-      ctx.heartbeat(details);
-    }, ctx.cancellationSignal);
-  } finally {
-    clearInterval(timer);
-  }
+  return work((bytes, total) => ctx.heartbeat({ bytes, total }), ctx.cancellationSignal);
 }
 
 /** Seconds between two provider timestamps (`YYYY-MM-DD HH:MM:SS.mmm`, both in the provider's zone). */

@@ -100,6 +100,9 @@ export async function startEmbeddedServer(opts: EmbeddedServerOptions, namespace
     ...(opts.uiPort ? ['--ui-port', String(opts.uiPort), '--ui-disable-news-fetch'] : ['--headless']),
     ...(namespace === 'default' ? [] : ['--namespace', namespace]),
     ...SEARCH_ATTRIBUTES.flatMap((key) => ['--search-attribute', `${key.name}=${key.type === 'INT' ? 'Int' : 'Keyword'}`]),
+    // One partition per task queue, so the submit queue's rate limit is the whole limit (it applies per partition).
+    '--dynamic-config-value', 'matching.numTaskqueueReadPartitions=1',
+    '--dynamic-config-value', 'matching.numTaskqueueWritePartitions=1',
   ];
   const server = spawn(executable.path, args, { detached: true, stdio: ['ignore', 'ignore', 'pipe'] });
   let stderr = '';

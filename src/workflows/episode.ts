@@ -145,7 +145,7 @@ export async function episodeWorkflow(input: EpisodeWorkflowInput): Promise<Epis
   };
 }
 
-const REPORTS: ActivityOptions = { startToCloseTimeout: '10 minutes', retry: { maximumAttempts: 3 } };
+const REPORTS: ActivityOptions = { startToCloseTimeout: '10 minutes', heartbeatTimeout: '15 seconds', retry: { maximumAttempts: 3 } };
 const reports = proxyActivities<Activities>(REPORTS);
 
 /** report.xlsx and index.html, refreshed when an episode ends. A report that cannot be written fails nothing. */

@@ -21,32 +21,39 @@ import type { ActivityQueues, ShotPhase, ShotProgress, ShotResult, ShotWorkflowI
 import { submissionKey } from './ids';
 import { I2V_STATE } from './searchAttributes';
 
-// Timeouts are short where no heartbeat is sent, so work cut off by a crashed worker is retried promptly.
+// Every activity heartbeats while it runs (see activities/index.ts), so work cut off by a crashed worker is
+// retried after the heartbeat timeout, in seconds.
+const HEARTBEAT = '15 seconds';
 const PREP: ActivityOptions = {
-  startToCloseTimeout: '2 minutes',
+  startToCloseTimeout: '5 minutes',
+  heartbeatTimeout: HEARTBEAT,
   retry: { maximumAttempts: 3, nonRetryableErrorTypes: ['InputError'] },
 };
 // Submitting costs money: the activity itself guards against double submission (journal); retries here only
 // cover failures where the provider certainly did not accept the request (429, 5xx, connection refused).
 const SUBMIT: ActivityOptions = {
   startToCloseTimeout: '2 minutes',
+  heartbeatTimeout: HEARTBEAT,
   retry: { initialInterval: '2 seconds', backoffCoefficient: 2, maximumInterval: '1 minute', maximumAttempts: 8 },
 };
 const CHECK: ActivityOptions = {
   startToCloseTimeout: '1 minute',
+  heartbeatTimeout: HEARTBEAT,
   retry: { initialInterval: '2 seconds', backoffCoefficient: 2, maximumInterval: '30 seconds', maximumAttempts: 6 },
 };
 const DOWNLOAD: ActivityOptions = {
   startToCloseTimeout: '15 minutes',
-  heartbeatTimeout: '30 seconds',
+  heartbeatTimeout: HEARTBEAT,
   retry: { initialInterval: '5 seconds', backoffCoefficient: 2, maximumInterval: '1 minute', maximumAttempts: 5 },
 };
 const THUMBNAILS: ActivityOptions = {
   startToCloseTimeout: '2 minutes',
+  heartbeatTimeout: HEARTBEAT,
   retry: { initialInterval: '5 seconds', backoffCoefficient: 2, maximumInterval: '1 minute', maximumAttempts: 3 },
 };
 const RECORD: ActivityOptions = {
   startToCloseTimeout: '30 seconds',
+  heartbeatTimeout: HEARTBEAT,
   retry: { initialInterval: '1 second', maximumInterval: '10 seconds', maximumAttempts: 20 },
 };
 
