@@ -3,24 +3,19 @@
  * would: every player loads its video, every picture shows, failed shots stand out, and nothing is fetched
  * from the network. Leaves a screenshot in a temp folder for a human look.
  */
-import { existsSync, promises as fs } from 'node:fs';
+import { promises as fs } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { pathToFileURL } from 'node:url';
-import { chromium, type Browser, type Page } from 'playwright-core';
+import type { Browser } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { runFfmpeg } from '../src/media/binaries';
 import { extractThumbnails } from '../src/media/video';
 import { outputPaths, relativeToRun, taskKey, tasksJsonPath, videosDir } from '../src/runs/paths';
 import type { TaskRecord, TaskRecordEntry } from '../src/runs/taskRecord';
 import { writeReports } from '../src/reports';
+import { inPage, launchChromium, requireBrowser } from './helpers/browser';
 import { makeRunFolder } from './helpers/runFolder';
-
-const CHROMIUM = '/usr/bin/chromium';
-const CHROMIUM_ARGS = [
-  '--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-  '--disable-background-networking', '--disable-component-update', '--disable-sync',
-];
 
 let root: string;
 let galleryPath: string;
@@ -56,10 +51,7 @@ beforeAll(async () => {
   ({ galleryPath } = await writeReports(runDir));
   expect(galleryPath).toBe(path.join(videosDir(runDir), 'index.html'));
 
-  if (existsSync(CHROMIUM)) {
-    // launch() gives the browser a fresh, empty profile of its own and removes it on close.
-    browser = await chromium.launch({ executablePath: CHROMIUM, args: CHROMIUM_ARGS });
-  }
+  browser = await launchChromium();
 });
 
 afterAll(async () => {
@@ -67,17 +59,9 @@ afterAll(async () => {
   await fs.rm(root, { recursive: true, force: true });
 });
 
-/** Runs `js` (an expression) in the page. Strings, because this project compiles without the DOM types. */
-function inPage<T>(page: Page, js: string): Promise<T> {
-  return page.evaluate(js) as Promise<T>;
-}
-
 describe('the HTML gallery in Chromium', () => {
   it('plays every video, shows every picture, marks failed shots, and fetches nothing from the network', async () => {
-    if (!browser) {
-      throw new Error(`This test needs Chromium at ${CHROMIUM}. Install it with: sudo apt-get update && sudo apt-get install -y chromium`);
-    }
-    const page = await browser.newPage({ viewport: { width: 1280, height: 900 } });
+    const page = await requireBrowser(browser).newPage({ viewport: { width: 1280, height: 900 } });
     const requests: string[] = [];
     page.on('request', (r) => requests.push(r.url()));
     const consoleErrors: string[] = [];

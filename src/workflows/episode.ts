@@ -44,6 +44,7 @@ export async function episodeWorkflow(input: EpisodeWorkflowInput): Promise<Epis
   let inFlight = 0;
 
   setHandler(episodeProgressQuery, () => progressOf(input.episode, shots));
+  setCurrentDetails(detailsOf(progressOf(input.episode, shots)));
   setHandler(shotPhaseSignal, (update) => {
     const state = shots.get(update.key);
     if (!state || state.spec.take !== update.take) return; // a late signal from an earlier take
@@ -84,7 +85,7 @@ export async function episodeWorkflow(input: EpisodeWorkflowInput): Promise<Epis
           poll: input.poll, uncertainSubmit: input.uncertainSubmit, searchAttributes: input.searchAttributes, estimate: estimateGeneration(samples),
           upscaleSmall: input.upscaleSmall, queues: input.queues,
         }],
-        staticSummary: `${spec.name} take ${spec.take}: ${spec.prompt.slice(0, 60)}`,
+        staticSummary: `${spec.name} take ${spec.take}: ${summaryText(spec.prompt, 60)}`,
         typedSearchAttributes: input.searchAttributes ? shotSearchAttributes(input.runId, spec.episode, spec.shot) : undefined,
       });
       const result = await child.result();
@@ -203,6 +204,13 @@ function settle(state: ShotState, spec: ShotSpec, result: ShotResult): void {
   state.progress.phase = result.status === 'SUCCESS' ? 'done' : 'failed';
   if (result.errorMessage) state.progress.error = result.errorMessage;
   if (result.errorCode) state.progress.errorCode = result.errorCode;
+}
+
+/** The start of a prompt for the Web UI, which renders summaries as Markdown: one line, whole characters. */
+function summaryText(text: string, maxChars: number): string {
+  const chars = Array.from(text.replace(/\s+/g, ' ').trim());
+  const cut = chars.length > maxChars ? `${chars.slice(0, maxChars).join('')}…` : chars.join('');
+  return cut.replace(/[\\`*_[\]<>#|]/g, (c) => `\\${c}`);
 }
 
 function stateOfShot(shots: Map<string, ShotState>, shot: number): ShotState {
