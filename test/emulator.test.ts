@@ -5,6 +5,7 @@
 import { execFile } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { existsSync } from 'node:fs';
+import http from 'node:http';
 import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -13,7 +14,7 @@ import ffmpegInstaller from '@ffmpeg-installer/ffmpeg';
 import ffprobeInstaller from '@ffprobe-installer/ffprobe';
 import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startEmulator, type Emulator, type EmulatorOptions, type Ledger } from '../src/emulator';
+import { duplicateSubmissions, groupSubmissions, startEmulator, type Emulator, type EmulatorOptions, type Ledger, type LedgerSubmission } from '../src/emulator';
 import { parseDirectives } from '../src/emulator/directives';
 import { parseRange } from '../src/emulator/http';
 import { outputFrameSize } from '../src/emulator/render';
@@ -207,16 +208,44 @@ describe('pure parts', () => {
     expect(parseRange('bytes=9-1', 100)).toEqual({ kind: 'whole' });
   });
 
-  it('signs video URLs that expire', () => {
+  it('signs video URLs that expire, each with a key id of its own', () => {
     const signer = new VideoUrlSigner(1000);
     const url = new URL(signer.url('http://h', 'task', 5_000));
-    const [expires, signature] = [url.searchParams.get('Expires'), url.searchParams.get('Signature')];
+    const params = url.searchParams;
+    const changed = (name: string, value?: string): URLSearchParams => {
+      const copy = new URLSearchParams(params);
+      if (value === undefined) copy.delete(name);
+      else copy.set(name, value);
+      return copy;
+    };
     expect(url.pathname).toBe('/videos/task.mp4');
-    expect(signer.check('task', expires, signature, 5_500)).toBe('ok');
-    expect(signer.check('task', expires, signature, 6_001)).toBe('expired');
-    expect(signer.check('other', expires, signature, 5_500)).toBe('invalid');
-    expect(signer.check('task', '99999', signature, 5_500)).toBe('invalid');
-    expect(signer.check('task', expires, null, 5_500)).toBe('invalid');
+    expect(signer.check('task', params, 5_500)).toBe('ok');
+    expect(signer.check('task', params, 6_001)).toBe('expired');
+    expect(signer.check('other', params, 5_500)).toBe('invalid');
+    expect(signer.check('task', changed('Expires', '99999'), 5_500)).toBe('invalid');
+    expect(signer.check('task', changed('OSSAccessKeyId', 'STS.someone-else'), 5_500)).toBe('invalid');
+    expect(signer.check('task', changed('Signature'), 5_500)).toBe('invalid');
+    const again = new URL(signer.url('http://h', 'task', 5_000));
+    expect(again.href).not.toBe(url.href);
+    expect(signer.check('task', again.searchParams, 5_500)).toBe('ok');
+  });
+
+  it('spreads RUNNING times by the jitter, from the given random source', () => {
+    const draws = [0, 0.5, 0.999];
+    const store = new TaskStore(() => 0, { pendingMs: 10, runningMs: 100, runningJitterMs: 1000, random: () => draws.shift() ?? 0, ttlMs: 10_000 });
+    const base = { outcome: { kind: 'succeed' as const }, prompt: 'p', actualPrompt: 'p', resolution: '480P' as const, videoSeconds: 5 };
+    expect(['a', 'b', 'c'].map((id) => store.create({ id, ...base }).dueAt)).toEqual([110, 610, 1109]);
+  });
+
+  it('groups paid submissions by image and prompt, and finds the ones paid more often than allowed', () => {
+    const paid = (taskId: string, imageSha256: string, prompt: string): LedgerSubmission => ({
+      taskId, at: '2025-01-01T00:00:00.000Z', model: 'wan2.2-i2v-flash', prompt, imageSha256, imageBytes: 1, mime: 'image/png', width: 640, height: 360, resolution: '480P',
+    });
+    const submissions = [paid('t1', 'img-a', 'walk'), paid('t2', 'img-b', 'walk'), paid('t3', 'img-a', 'run'), paid('t4', 'img-a', 'walk'), paid('t5', 'img-a', 'walk')];
+    expect(groupSubmissions(submissions).map((g) => g.submissions.map((s) => s.taskId))).toEqual([['t1', 't4', 't5'], ['t2'], ['t3']]);
+    expect(duplicateSubmissions(submissions).map((g) => [g.imageSha256, g.prompt, g.submissions.length])).toEqual([['img-a', 'walk', 3]]);
+    // Shot a/walk made three takes (e.g. automatic new takes after transient failures): no duplicate.
+    expect(duplicateSubmissions(submissions, (g) => (g.imageSha256 === 'img-a' && g.prompt === 'walk' ? 3 : 1))).toEqual([]);
   });
 
   it('reads prompt directives', () => {
@@ -261,7 +290,7 @@ describe('a successful task', () => {
     expect(out.orig_prompt).toBe(prompt);
     expect(out.actual_prompt).toBe(prompt.slice(0, 800)); // wan2.2 silently truncates at 800 characters
     expect(last.usage).toEqual({ video_duration: 1, video_count: 1, SR: 480 });
-    expect(videoUrl).toMatch(new RegExp(`^${emu.origin}/videos/${taskId}\\.mp4\\?Expires=\\d+&Signature=[0-9a-f]{64}$`));
+    expect(videoUrl).toMatch(new RegExp(`^${emu.origin}/videos/${taskId}\\.mp4\\?Expires=\\d+&OSSAccessKeyId=STS\\.[0-9a-f]{24}&Signature=[0-9a-f]{64}$`));
   });
 
   it('answers queries under the 302.ai /aliyun prefix too', async () => {
@@ -296,16 +325,24 @@ describe('a successful task', () => {
     expect(Number(head.headers.get('content-length'))).toBe(video.length);
   });
 
-  it('refuses unsigned, tampered and unknown video URLs', async () => {
+  it('refuses unsigned, tampered and unknown video URLs with OSS error documents', async () => {
     const unsigned = await fetch(`${emu.origin}/videos/${taskId}.mp4`);
     expect(unsigned.status).toBe(403);
-    await unsigned.arrayBuffer();
+    expect(unsigned.headers.get('content-type')).toBe('application/xml');
+    expect(await unsigned.text()).toMatch(/^<\?xml[^>]*>\s*<Error>\s*<Code>SignatureDoesNotMatch<\/Code>/);
     const tampered = await fetch(videoUrl.replace(/Signature=./, (m) => (m.endsWith('0') ? `${m.slice(0, -1)}1` : `${m.slice(0, -1)}0`)));
     expect(tampered.status).toBe(403);
     await tampered.arrayBuffer();
     const unknown = await fetch(`${emu.origin}/videos/00000000-0000-0000-0000-000000000000.mp4`);
     expect(unknown.status).toBe(404);
-    await unknown.arrayBuffer();
+    expect(await unknown.text()).toContain('<Code>NoSuchKey</Code>');
+  });
+
+  it('hands out a freshly signed URL on every query, each one valid', async () => {
+    const again = (await get(emu, taskId)).body.output.video_url ?? '';
+    expect(again).not.toBe(videoUrl);
+    const res = await fetch(again, { method: 'HEAD' });
+    expect(res.status).toBe(200);
   });
 
   it('renders a silent H.264 MP4 of the requested length at the tier size', async () => {
@@ -471,6 +508,194 @@ describe('fault injection', () => {
     const unknown = await fetch(`${emu.origin}/nowhere`);
     expect(unknown.status).toBe(404);
     expect(((await unknown.json()) as ErrorResponseBody).code).toBeDefined();
+  });
+});
+
+/** Reads a response body to its end or until the connection breaks; returns the bytes and the error, if any. */
+async function readAll(res: Response): Promise<{ bytes: Buffer; error?: unknown }> {
+  const chunks: Buffer[] = [];
+  const reader = res.body!.getReader();
+  try {
+    for (;;) {
+      const { done, value } = await reader.read();
+      if (done) return { bytes: Buffer.concat(chunks) };
+      chunks.push(Buffer.from(value));
+    }
+  } catch (error) {
+    return { bytes: Buffer.concat(chunks), error };
+  }
+}
+
+/**
+ * A GET with node:http, which hands over every byte that arrived before the connection broke (fetch may drop
+ * the ones still queued when it errors the body), and says whether the body ended early.
+ */
+function rawGet(url: string, headers: Record<string, string> = {}): Promise<{ status: number; contentLength: number; bytes: Buffer; complete: boolean }> {
+  return new Promise((resolve, reject) => {
+    http.get(url, { headers }, (res) => {
+      const chunks: Buffer[] = [];
+      res.on('data', (chunk: Buffer) => chunks.push(chunk));
+      res.once('close', () => resolve({ status: res.statusCode ?? 0, contentLength: Number(res.headers['content-length']), bytes: Buffer.concat(chunks), complete: res.complete }));
+    }).once('error', reject);
+  });
+}
+
+/** The low-level reason fetch gives for a failed request (e.g. ECONNRESET, UND_ERR_SOCKET). */
+async function connectionFailure(request: Promise<unknown>): Promise<string> {
+  const err = await request.then(() => undefined, (e: unknown) => e);
+  expect(err, 'the request should have failed at the connection level').toBeInstanceOf(TypeError);
+  const cause = (err as { cause?: { code?: string } }).cause;
+  return cause?.code ?? String(cause);
+}
+
+describe('connection faults', () => {
+  let emu: Emulator;
+  let body: unknown;
+  beforeAll(async () => {
+    emu = await emulator({ runningMs: 50 });
+    body = request(dataUrl('image/png', smallPng), 'a harbour');
+  });
+
+  it('resets the next N submits before reading them: nothing is created or billed', async () => {
+    emu.setFaults({ resetSubmitsBeforeRead: 1 });
+    const before = emu.ledger();
+    expect(await connectionFailure(post(emu, body))).toMatch(/ECONNRESET|EPIPE|UND_ERR_SOCKET/);
+    const after = emu.ledger();
+    expect(after.posts - before.posts).toBe(1);
+    expect(after.submissions).toHaveLength(before.submissions.length);
+    expect((await post(emu, body)).status).toBe(200);
+  });
+
+  it('resets the next N accepted submits after creating (and billing) their task', async () => {
+    emu.setFaults({ resetSubmitsAfterAccept: 1 });
+    const before = emu.ledger();
+    expect(await connectionFailure(post(emu, request(dataUrl('image/png', smallPng), 'paid but unanswered')))).toMatch(/ECONNRESET|UND_ERR_SOCKET/);
+    const after = emu.ledger();
+    expect(after.posts - before.posts).toBe(1);
+    const billed = after.submissions.slice(before.submissions.length);
+    expect(billed).toMatchObject([{ prompt: 'paid but unanswered' }]);
+    // The task exists and runs, though the client never learned its id.
+    const { last } = await pollUntil(emu, billed[0]!.taskId, isTerminal);
+    expect(last.output.task_status).toBe('SUCCEEDED');
+  });
+
+  it('does not spend resetSubmitsAfterAccept on submits that are not accepted', async () => {
+    emu.setFaults({ resetSubmitsAfterAccept: 1 });
+    expectApiError(await post(emu, request(dataUrl('image/png', smallPng), 'blocked [emulator:reject=DataInspectionFailed]')), 400, 'DataInspectionFailed');
+    expect(emu.ledger().submissions.length).toBeGreaterThan(0);
+    await expect(post(emu, body)).rejects.toThrow();
+    expect((await post(emu, body)).status).toBe(200);
+  });
+
+  it('resets the next N task queries, then answers again', async () => {
+    const taskId = await submitOk(emu, body);
+    emu.setFaults({ resetQueries: 2 });
+    const gets = emu.ledger().gets;
+    expect(await connectionFailure(get(emu, taskId))).toMatch(/ECONNRESET|UND_ERR_SOCKET/);
+    await expect(get(emu, taskId)).rejects.toThrow();
+    expect((await get(emu, taskId)).status).toBe(200);
+    expect(emu.ledger().gets - gets).toBe(3);
+  });
+
+  it('answers the next N task queries UNKNOWN (HTTP 200), then the real status again', async () => {
+    const taskId = await submitOk(emu, body);
+    await pollUntil(emu, taskId, isTerminal);
+    emu.setFaults({ unknownTasks: 1 });
+    const unknown = await get(emu, taskId);
+    expect(unknown.status).toBe(200);
+    expect(unknown.body.output).toEqual({ task_id: taskId, task_status: 'UNKNOWN' });
+    expect((await get(emu, taskId)).body.output.task_status).toBe('SUCCEEDED');
+  });
+
+  it('applies query faults in the order reset, server error, UNKNOWN, one per query', async () => {
+    const taskId = await submitOk(emu, body);
+    emu.setFaults({ resetQueries: 1, serverErrorQueries: 1, serverErrorStatus: 504, unknownTasks: 1 });
+    await expect(get(emu, taskId)).rejects.toThrow();
+    expectApiError(await get(emu, taskId), 504, 'InternalError');
+    expect((await get(emu, taskId)).body.output.task_status).toBe('UNKNOWN');
+    expect((await get(emu, taskId)).body.output.task_status).not.toBe('UNKNOWN');
+  });
+
+  it('answers 504 on submit when asked, and refuses statuses it does not emulate', async () => {
+    emu.setFaults({ serverErrorSubmits: 1, serverErrorStatus: 504 });
+    expectApiError(await post(emu, body), 504, 'InternalError');
+    const bad = await fetch(`${emu.origin}/__emulator/faults`, { method: 'POST', body: JSON.stringify({ serverErrorStatus: 501 }) });
+    expect(bad.status).toBe(400);
+    const negative = await fetch(`${emu.origin}/__emulator/faults`, { method: 'POST', body: JSON.stringify({ truncateDownloads: -1 }) });
+    expect(negative.status).toBe(400);
+    await Promise.all([bad.arrayBuffer(), negative.arrayBuffer()]);
+  });
+});
+
+describe('download faults', () => {
+  let emu: Emulator;
+  let taskId: string;
+  let videoUrl: string;
+  let video: Buffer;
+  beforeAll(async () => {
+    emu = await emulator({ runningMs: 50, videoSeconds: 2 });
+    taskId = await submitOk(emu, request(dataUrl('image/png', await pattern(1280, 720)), 'a slow dolly'));
+    videoUrl = (await pollUntil(emu, taskId, isTerminal)).last.output.video_url ?? '';
+    video = Buffer.from(await (await fetch(videoUrl)).arrayBuffer());
+  });
+
+  it('refuses the next N video GETs as expired (OSS 403 AccessDenied XML), while queries keep handing out fresh URLs', async () => {
+    emu.setFaults({ expireVideoUrls: 1 });
+    const refused = await fetch(videoUrl);
+    expect(refused.status).toBe(403);
+    expect(refused.headers.get('content-type')).toBe('application/xml');
+    const xml = await refused.text();
+    expect(xml).toContain('<Code>AccessDenied</Code>');
+    expect(xml).toContain('<Message>Request has expired.</Message>');
+    const fresh = (await get(emu, taskId)).body.output.video_url ?? '';
+    expect(fresh).not.toBe(videoUrl);
+    const retry = await fetch(fresh);
+    expect(retry.status).toBe(200);
+    expect(Buffer.from(await retry.arrayBuffer()).equals(video)).toBe(true);
+  });
+
+  it('cuts the next N video GETs off after half the body, having promised all of it', async () => {
+    emu.setFaults({ truncateDownloads: 1 });
+    const downloads = emu.ledger().downloads;
+    const cut = await rawGet(videoUrl);
+    expect(cut).toMatchObject({ status: 200, contentLength: video.length, complete: false });
+    expect(cut.bytes.equals(video.subarray(0, Math.floor(video.length / 2)))).toBe(true);
+    const whole = await rawGet(videoUrl);
+    expect(whole.complete).toBe(true);
+    expect(whole.bytes.equals(video)).toBe(true);
+    expect(emu.ledger().downloads - downloads).toBe(2);
+  });
+
+  it('truncates a range request to half of the range', async () => {
+    emu.setFaults({ truncateDownloads: 1 });
+    const cut = await rawGet(videoUrl, { Range: 'bytes=100-1099' });
+    expect(cut).toMatchObject({ status: 206, contentLength: 1000, complete: false });
+    expect(cut.bytes.equals(video.subarray(100, 600))).toBe(true);
+  });
+
+  it('sends video bodies at downloadBytesPerSecond', async () => {
+    const rate = Math.ceil(video.length / 0.8); // about 0.8 s for the whole file
+    emu.setFaults({ downloadBytesPerSecond: rate });
+    try {
+      const started = Date.now();
+      const { bytes, error } = await readAll(await fetch(videoUrl));
+      const elapsed = Date.now() - started;
+      expect(error).toBeUndefined();
+      expect(bytes.equals(video)).toBe(true);
+      // The last of ten chunks a second leaves at 90% of the nominal time.
+      expect(elapsed).toBeGreaterThanOrEqual(650);
+    } finally {
+      emu.setFaults({ downloadBytesPerSecond: 0 });
+    }
+    const started = Date.now();
+    await readAll(await fetch(videoUrl));
+    expect(Date.now() - started).toBeLessThan(500);
+  });
+
+  it('lets HEAD requests through without spending download faults', async () => {
+    emu.setFaults({ expireVideoUrls: 1 });
+    expect((await fetch(videoUrl, { method: 'HEAD' })).status).toBe(200);
+    expect((await fetch(videoUrl)).status).toBe(403);
   });
 });
 

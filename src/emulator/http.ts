@@ -1,5 +1,7 @@
-/** Small node:http helpers: bounded body reading, JSON replies and byte ranges. */
+/** Small node:http helpers: bounded body reading, JSON replies, byte ranges and paced file bodies. */
+import { createReadStream } from 'node:fs';
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import { setTimeout as sleep } from 'node:timers/promises';
 
 /**
  * Reads the request body, buffering at most `limit` bytes. The rest is drained rather than left unread,
@@ -52,4 +54,34 @@ export function parseRange(header: string | undefined, size: number): RangeReque
   const end = last === '' ? size - 1 : Math.min(Number(last), size - 1);
   if (last !== '' && Number(last) < start) return { kind: 'whole' };
   return start >= size ? { kind: 'unsatisfiable' } : { kind: 'partial', start, end };
+}
+
+const CHUNK_BYTES = 64 * 1024;
+
+/**
+ * Writes bytes [start, end] of `file` to the response, at most `bytesPerSecond` of them per second when that is
+ * non-zero, waiting for each chunk to reach the socket. The response is left open: the caller ends it, or cuts
+ * the connection to simulate a transfer that breaks off. Returns false if the client went away.
+ */
+export async function writeFileRange(res: ServerResponse, file: string, start: number, end: number, bytesPerSecond = 0): Promise<boolean> {
+  if (end < start) return !res.destroyed;
+  const chunkBytes = bytesPerSecond > 0 ? Math.max(1, Math.min(CHUNK_BYTES, Math.floor(bytesPerSecond / 10))) : CHUNK_BYTES;
+  const stream = createReadStream(file, { start, end, highWaterMark: chunkBytes });
+  const closed = new Promise<void>((resolve) => res.once('close', () => resolve()));
+  const began = Date.now();
+  let sent = 0;
+  try {
+    for await (const chunk of stream as AsyncIterable<Buffer>) {
+      if (bytesPerSecond > 0) {
+        const wait = began + (sent / bytesPerSecond) * 1000 - Date.now();
+        if (wait > 0) await Promise.race([sleep(wait), closed]);
+      }
+      if (res.destroyed) return false;
+      sent += chunk.length;
+      await Promise.race([new Promise<void>((resolve) => res.write(chunk, () => resolve())), closed]);
+    }
+    return !res.destroyed;
+  } finally {
+    stream.destroy();
+  }
 }

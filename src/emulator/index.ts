@@ -10,7 +10,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { DEFAULTS } from '../config';
 import { FaultSwitches, type EmulatorFaults } from './faults';
-import { LedgerBook, type Ledger } from './ledger';
+import { duplicateSubmissions, LedgerBook, type Ledger, type SubmissionGroup } from './ledger';
 import { Renderer, resolveFfmpegPath } from './render';
 import { createRequestListener } from './server';
 import { VideoUrlSigner } from './signing';
@@ -18,7 +18,8 @@ import { TaskStore } from './tasks';
 
 export type { EmulatorFaults } from './faults';
 export { DEFAULT_FAULTS } from './faults';
-export type { Ledger, LedgerSubmission } from './ledger';
+export type { Ledger, LedgerSubmission, SubmissionGroup } from './ledger';
+export { duplicateSubmissions, groupSubmissions } from './ledger';
 
 export interface EmulatorOptions {
   /** Default '127.0.0.1'; other addresses only when asked. */
@@ -31,6 +32,10 @@ export interface EmulatorOptions {
   pendingMs?: number;
   /** Time in RUNNING before the outcome; default 4000 (a task also stays RUNNING until its MP4 is rendered). */
   runningMs?: number;
+  /** Each task stays RUNNING a random extra below this many ms (default 0), so tasks finish out of order. */
+  runningJitterMs?: number;
+  /** Source of that randomness, in [0, 1) (default Math.random); a seeded one makes a run reproducible. */
+  random?: () => number;
   /** Length of every rendered MP4; default the request's parameters.duration, else the model's default (5). */
   videoSeconds?: number;
   /** Default 30. */
@@ -59,6 +64,11 @@ export interface Emulator {
   workDir: string;
   /** A snapshot copy. */
   ledger(): Ledger;
+  /**
+   * Accepted submissions of the same image and prompt beyond `allowed(group)` (default 1): paid twice. Pass the
+   * number of takes a shot was expected to make when it may legitimately have several.
+   */
+  duplicates(allowed?: (group: SubmissionGroup) => number): SubmissionGroup[];
   setFaults(f: Partial<EmulatorFaults>): void;
   /** Stops listening, kills running ffmpeg processes and removes the temp workDir (if the emulator made it). */
   close(): Promise<void>;
@@ -87,7 +97,13 @@ export async function startEmulator(options: EmulatorOptions = {}): Promise<Emul
         videoSeconds: options.videoSeconds,
         fps: options.fps ?? 30,
         clock,
-        tasks: new TaskStore(clock, { pendingMs: options.pendingMs ?? 1000, runningMs: options.runningMs ?? 4000, ttlMs }),
+        tasks: new TaskStore(clock, {
+          pendingMs: options.pendingMs ?? 1000,
+          runningMs: options.runningMs ?? 4000,
+          runningJitterMs: options.runningJitterMs,
+          random: options.random,
+          ttlMs,
+        }),
         faults,
         ledger,
         renderer,
@@ -112,6 +128,7 @@ export async function startEmulator(options: EmulatorOptions = {}): Promise<Emul
       origin,
       workDir,
       ledger: () => ledger.snapshot(),
+      duplicates: (allowed) => duplicateSubmissions(ledger.snapshot().submissions, allowed),
       setFaults: (f) => faults.set(f),
       close: () => (closing ??= close()),
     };

@@ -31,6 +31,35 @@ export interface Ledger {
   downloads: number;
 }
 
+/** Accepted submissions of the same content: one shot take, or several takes of one shot with an unchanged prompt. */
+export interface SubmissionGroup {
+  imageSha256: string;
+  prompt: string;
+  /** In order of acceptance. */
+  submissions: LedgerSubmission[];
+}
+
+/** Accepted submissions grouped by what was paid for (image content and prompt), in order of first acceptance. */
+export function groupSubmissions(submissions: readonly LedgerSubmission[]): SubmissionGroup[] {
+  const groups = new Map<string, SubmissionGroup>();
+  for (const s of submissions) {
+    const key = JSON.stringify([s.imageSha256, s.prompt]);
+    const group = groups.get(key) ?? { imageSha256: s.imageSha256, prompt: s.prompt, submissions: [] };
+    group.submissions.push({ ...s });
+    groups.set(key, group);
+  }
+  return [...groups.values()];
+}
+
+/**
+ * Groups paid for more often than `allowed(group)` times (default once): duplicate paid submissions.
+ * A shot may legitimately have several takes (an automatic new take after a transient failure, a regenerate
+ * with the same prompt), so callers that expect more than one take per shot say how many they expect.
+ */
+export function duplicateSubmissions(submissions: readonly LedgerSubmission[], allowed: (group: SubmissionGroup) => number = () => 1): SubmissionGroup[] {
+  return groupSubmissions(submissions).filter((g) => g.submissions.length > allowed(g));
+}
+
 export class LedgerBook {
   private posts = 0;
   private gets = 0;

@@ -4,11 +4,15 @@
  * Endpoints (API paths also answer under `/aliyun/api/v1`, like 302.ai):
  *   POST /api/v1/services/aigc/video-generation/video-synthesis   submit (Bearer auth)
  *   GET  /api/v1/tasks/{id}                                        query (Bearer auth)
- *   GET|HEAD /videos/{id}.mp4?Expires=..&Signature=..              signed video download, single byte ranges
+ *   GET|HEAD /videos/{id}.mp4?Expires=..&OSSAccessKeyId=..&Signature=..   signed video download, single byte ranges
  *   GET  /__emulator/health, GET /__emulator/ledger, POST /__emulator/faults   control (no auth)
  *
- * Submit checks, in order: Bearer key (401), async header when required (403), JSON (400), injected faults
- * (429 / 5xx), request validation (see validate.ts), then prompt directives.
+ * Submit checks, in order: an injected reset on arrival, Bearer key (401), async header when required (403),
+ * JSON (400), injected faults (429 / 5xx), request validation (see validate.ts), prompt directives; then the task
+ * is accepted (billed) and answered, unless an injected reset cuts the connection instead.
+ * Task queries can be reset, fail with 5xx or answer UNKNOWN by injected fault; video downloads answer like OSS
+ * (XML error documents, 403 for a bad or expired signature) and can be refused as expired, cut off half-way or
+ * slowed down. See faults.ts.
  *
  * Prompt directives script one shot's fate from its prompt text, for deterministic end-to-end tests:
  *   [emulator:reject=CODE]  the submit fails with HTTP 400 and error code CODE (e.g. DataInspectionFailed);
@@ -18,21 +22,19 @@
  * A task governed by a directive does not consume the failTasks fault counter.
  */
 import { randomUUID } from 'node:crypto';
-import { createReadStream } from 'node:fs';
 import { rm } from 'node:fs/promises';
 import type { IncomingMessage, RequestListener, ServerResponse } from 'node:http';
-import { pipeline } from 'node:stream/promises';
 import { ASYNC_HEADER, SUBMIT_PATH } from '../provider/types';
 import { apiError, INTERNAL_ERROR_MESSAGE, invalidParameter, type ApiError } from './apiError';
 import { directiveMessage, parseDirectives, type PromptDirectives } from './directives';
 import { parseFaults, type FaultSwitches } from './faults';
-import { bearerToken, parseRange, readBody, sendJson } from './http';
+import { bearerToken, parseRange, readBody, sendJson, writeFileRange } from './http';
 import type { LedgerBook } from './ledger';
 import { outputFrameSize, RenderFailure, type Renderer } from './render';
 import type { VideoUrlSigner } from './signing';
 import type { TaskOutcome, TaskStore } from './tasks';
 import { MAX_DATA_URL_CHARS, validateSubmission, type ValidSubmission } from './validate';
-import { errorResponse, submitResponse, taskResponse } from './wire';
+import { errorResponse, ossErrorXml, submitResponse, taskResponse } from './wire';
 
 export interface ServerContext {
   apiKey: string;
@@ -89,6 +91,7 @@ async function route(ctx: ServerContext, req: IncomingMessage, res: ServerRespon
 
 async function submit(ctx: ServerContext, req: IncomingMessage, res: ServerResponse): Promise<void> {
   ctx.ledger.countPost();
+  if (ctx.faults.takeResetBeforeRead()) return resetConnection(ctx, req, 'before reading the request');
   const denied = checkAuth(ctx, req) ?? checkAsyncHeader(ctx, req);
   if (denied) return sendError(res, denied);
 
@@ -110,6 +113,7 @@ async function submit(ctx: ServerContext, req: IncomingMessage, res: ServerRespo
   if (directives.reject) return sendError(res, apiError(400, directives.reject, directiveMessage(directives.reject)));
 
   const taskId = await accept(ctx, result.submission, directives);
+  if (ctx.faults.takeResetAfterAccept()) return resetConnection(ctx, req, `after accepting task ${taskId}`);
   const requestId = randomUUID();
   sendJson(res, 200, submitResponse(taskId, requestId), { 'X-Request-ID': requestId });
 }
@@ -166,20 +170,28 @@ function chooseOutcome(ctx: ServerContext, directives: PromptDirectives): TaskOu
 
 function queryTask(ctx: ServerContext, req: IncomingMessage, res: ServerResponse, taskId: string): void {
   ctx.ledger.countGet();
-  const denied = checkAuth(ctx, req) ?? ctx.faults.takeQueryFault();
+  const denied = checkAuth(ctx, req);
   if (denied) return sendError(res, denied);
+  const fault = ctx.faults.takeQueryFault();
+  if (fault?.kind === 'reset') return resetConnection(ctx, req, 'instead of answering');
+  if (fault?.kind === 'error') return sendError(res, fault.error);
+  const view = fault?.kind === 'unknown' ? { status: 'UNKNOWN' as const } : ctx.tasks.view(taskId);
   const requestId = randomUUID();
-  const body = taskResponse(taskId, ctx.tasks.view(taskId), requestId, (endAt) => ctx.signer.url(ctx.origin(), taskId, endAt));
+  const body = taskResponse(taskId, view, requestId, (endAt) => ctx.signer.url(ctx.origin(), taskId, endAt));
   sendJson(res, 200, body, { 'X-Request-ID': requestId });
 }
 
 async function serveVideo(ctx: ServerContext, req: IncomingMessage, res: ServerResponse, url: URL, taskId: string): Promise<void> {
-  if (req.method === 'GET') ctx.ledger.countDownload();
+  const isGet = req.method === 'GET';
+  if (isGet) ctx.ledger.countDownload();
   const render = ctx.tasks.get(taskId)?.render;
-  if (render?.state !== 'done') return sendError(res, apiError(404, 'NoSuchKey', 'The specified key does not exist.'));
-  const signature = ctx.signer.check(taskId, url.searchParams.get('Expires'), url.searchParams.get('Signature'), ctx.clock());
-  if (signature === 'invalid') return sendError(res, apiError(403, 'AccessDenied', 'The request signature we calculated does not match the signature you provided.'));
-  if (signature === 'expired') return sendError(res, apiError(403, 'AccessDenied', 'Request has expired.'));
+  if (render?.state !== 'done') return sendOssError(res, 404, 'NoSuchKey', 'The specified key does not exist.');
+  const fault = isGet ? ctx.faults.takeDownloadFault() : undefined;
+  const signature = fault === 'expired' ? 'expired' : ctx.signer.check(taskId, url.searchParams, ctx.clock());
+  if (signature === 'invalid') return sendOssError(res, 403, 'SignatureDoesNotMatch', 'The request signature we calculated does not match the signature you provided.');
+  if (signature === 'expired') {
+    return sendOssError(res, 403, 'AccessDenied', 'Request has expired.', { ServerTime: new Date(ctx.clock()).toISOString().replace(/\.\d+Z$/, 'Z') });
+  }
 
   const { path, bytes: size } = render.video;
   const headers = { 'Content-Type': 'video/mp4', 'Accept-Ranges': 'bytes' };
@@ -195,15 +207,20 @@ async function serveVideo(ctx: ServerContext, req: IncomingMessage, res: ServerR
     'Content-Length': String(end - start + 1),
     ...(range.kind === 'partial' && { 'Content-Range': `bytes ${start}-${end}/${size}` }),
   });
-  if (req.method === 'HEAD') {
+  if (!isGet) {
     res.end();
     return;
   }
-  try {
-    await pipeline(createReadStream(path, { start, end }), res);
-  } catch {
-    // The client went away mid-download (pipeline has already destroyed the response).
+  // A truncated transfer sends half of what its Content-Length promised, then closes the connection.
+  const last = fault === 'truncate' ? start + Math.floor((end - start + 1) / 2) - 1 : end;
+  const complete = await writeFileRange(res, path, start, last, ctx.faults.downloadRate());
+  if (!complete) return; // the client went away mid-download
+  if (fault === 'truncate') {
+    ctx.log?.(`GET ${url.pathname} cut off after ${last - start + 1} of ${end - start + 1} bytes (injected fault)`);
+    res.destroy();
+    return;
   }
+  res.end();
 }
 
 async function updateFaults(ctx: ServerContext, req: IncomingMessage, res: ServerResponse): Promise<void> {
@@ -231,6 +248,20 @@ function checkAuth(ctx: ServerContext, req: IncomingMessage): ApiError | undefin
 function checkAsyncHeader(ctx: ServerContext, req: IncomingMessage): ApiError | undefined {
   if (!ctx.requireAsyncHeader || req.headers[ASYNC_HEADER.toLowerCase()] === 'enable') return undefined;
   return apiError(403, 'AccessDenied', 'current user api does not support synchronous calls');
+}
+
+/** Cuts the connection without an answer (TCP RST), as a crashed proxy or a network fault would. */
+function resetConnection(ctx: ServerContext, req: IncomingMessage, when: string): void {
+  ctx.log?.(`${req.method} ${requestUrl(req).pathname} connection reset ${when} (injected fault)`);
+  req.socket.resetAndDestroy();
+}
+
+/** The object store's error document (XML), for video URLs. */
+function sendOssError(res: ServerResponse, status: number, code: string, message: string, extra: Record<string, string> = {}): void {
+  const requestId = randomUUID().replace(/-/g, '').slice(0, 24).toUpperCase();
+  const xml = ossErrorXml(code, message, requestId, extra);
+  res.writeHead(status, { 'Content-Type': 'application/xml', 'Content-Length': Buffer.byteLength(xml), 'x-oss-request-id': requestId });
+  res.end(xml);
 }
 
 function sendError(res: ServerResponse, error: ApiError): void {

@@ -1,7 +1,9 @@
 /**
- * Signed video URLs in the style of OSS: `/videos/{id}.mp4?Expires=<unix s>&Signature=<hex>`.
+ * Signed video URLs in the style of OSS: `/videos/{id}.mp4?Expires=<unix s>&OSSAccessKeyId=STS.<id>&Signature=<hex>`.
  * No Authorization header is needed, but a URL without a valid signature, or past its expiry, gets 403
  * (reference §8.5), so a client that drops the query string or downloads too late is caught.
+ * Every URL is signed with a key id of its own, as URLs signed with temporary (STS) credentials are, so each
+ * task query hands out a fresh URL: a client whose URL was refused can ask the task for a new one.
  */
 import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
 
@@ -16,19 +18,21 @@ export class VideoUrlSigner {
 
   url(origin: string, taskId: string, endAt: number): string {
     const expires = String(Math.floor((endAt + this.validityMs) / 1000));
-    return `${origin}${videoPath(taskId)}?Expires=${expires}&Signature=${this.sign(taskId, expires)}`;
+    const keyId = `STS.${randomBytes(12).toString('hex')}`;
+    return `${origin}${videoPath(taskId)}?Expires=${expires}&OSSAccessKeyId=${keyId}&Signature=${this.sign(taskId, expires, keyId)}`;
   }
 
-  check(taskId: string, expires: string | null, signature: string | null, now: number): SignatureCheck {
-    if (!expires || !signature || !/^\d+$/.test(expires)) return 'invalid';
-    const expected = Buffer.from(this.sign(taskId, expires));
+  check(taskId: string, params: URLSearchParams, now: number): SignatureCheck {
+    const [expires, keyId, signature] = ['Expires', 'OSSAccessKeyId', 'Signature'].map((name) => params.get(name));
+    if (!expires || !keyId || !signature || !/^\d+$/.test(expires)) return 'invalid';
+    const expected = Buffer.from(this.sign(taskId, expires, keyId));
     const given = Buffer.from(signature);
     if (given.length !== expected.length || !timingSafeEqual(given, expected)) return 'invalid';
     return now > Number(expires) * 1000 ? 'expired' : 'ok';
   }
 
-  private sign(taskId: string, expires: string): string {
-    return createHmac('sha256', this.secret).update(`${taskId}\n${expires}`).digest('hex');
+  private sign(taskId: string, expires: string, keyId: string): string {
+    return createHmac('sha256', this.secret).update(`${taskId}\n${expires}\n${keyId}`).digest('hex');
   }
 }
 

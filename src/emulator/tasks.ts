@@ -50,6 +50,10 @@ export interface NewTask {
 export interface TaskTimings {
   pendingMs: number;
   runningMs: number;
+  /** Each task stays RUNNING for runningMs plus a random extra below this (0: every task takes runningMs). */
+  runningJitterMs?: number;
+  /** In [0, 1); Math.random unless a test wants a reproducible sequence. */
+  random?: () => number;
   /** After this long from submission a task id reads as UNKNOWN, as after 24 h on the real service. */
   ttlMs: number;
 }
@@ -77,8 +81,10 @@ export class TaskStore {
 
   create(init: NewTask): Task {
     const submittedAt = this.clock();
-    const scheduledAt = submittedAt + this.timings.pendingMs;
-    const task: Task = { ...init, submittedAt, scheduledAt, dueAt: scheduledAt + this.timings.runningMs, render: { state: 'rendering' } };
+    const { pendingMs, runningMs, runningJitterMs = 0, random = Math.random } = this.timings;
+    const scheduledAt = submittedAt + pendingMs;
+    const dueAt = scheduledAt + runningMs + Math.floor(random() * runningJitterMs);
+    const task: Task = { ...init, submittedAt, scheduledAt, dueAt, render: { state: 'rendering' } };
     this.tasks.set(task.id, task);
     return task;
   }

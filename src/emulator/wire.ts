@@ -58,3 +58,17 @@ export function taskResponse(
       };
   }
 }
+
+/**
+ * An OSS error document, as the object store serving signed video URLs answers (XML, not the API's JSON):
+ * `<Error><Code>AccessDenied</Code><Message>Request has expired.</Message>...</Error>`.
+ */
+export function ossErrorXml(code: string, message: string, requestId: string, extra: Readonly<Record<string, string>> = {}): string {
+  const fields: Record<string, string> = { Code: code, Message: message, RequestId: requestId, HostId: 'dashscope-result-emulator.oss.local', ...extra };
+  const body = Object.entries(fields).map(([k, v]) => `  <${k}>${escapeXml(v)}</${k}>`).join('\n');
+  return `<?xml version="1.0" encoding="UTF-8"?>\n<Error>\n${body}\n</Error>\n`;
+}
+
+function escapeXml(text: string): string {
+  return text.replace(/[<>&'"]/g, (c) => `&#${c.charCodeAt(0)};`);
+}
