@@ -14,7 +14,8 @@ export async function writeFileAtomic(filePath: string, data: string | Uint8Arra
   const dir = path.dirname(filePath);
   await fs.mkdir(dir, { recursive: true });
   // Same directory, so the rename stays on one filesystem; a dot name keeps it out of folder scans.
-  const tmp = path.join(dir, `.${path.basename(filePath)}.${randomBytes(6).toString('hex')}.tmp`);
+  // The writer's pid in the name lets a sweep tell an abandoned temp file from one being written (runs/sweep.ts).
+  const tmp = path.join(dir, `.${path.basename(filePath)}.${process.pid}.${randomBytes(6).toString('hex')}.tmp`);
   try {
     const handle = await fs.open(tmp, 'wx');
     try {

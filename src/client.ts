@@ -19,6 +19,7 @@ import { startEmulator } from './emulator';
 import { validateCommand } from './cli/validate';
 import { reportCommand } from './cli/report';
 import { assembleCommand } from './cli/assemble';
+import { doctorCommand } from './cli/doctor';
 import { DEFAULT_IMAGE_LIMITS } from './media/image';
 import { PROJECT_ROOT } from './temporal/binaries';
 
@@ -204,6 +205,17 @@ program
   .action(async (runDir: string, flags: { episodes?: number[] }) => {
     const code = await assembleCommand(runDir, { episodes: flags.episodes });
     if (code !== 0) throw new ExitError('Some episodes are incomplete or missing shots; see above.', code);
+  });
+
+program
+  .command('doctor')
+  .description('Check the setup (Temporal, binaries, ffmpeg, the provider key and endpoint, a run folder) and say what to fix.')
+  .argument('[runDir]', "also check that this run folder's outputs can be written and its disk has room")
+  .addOption(providerOption())
+  .option('--base-url <url>', 'provider base URL (up to /api/v1)')
+  .action(async (runDir: string | undefined, flags: ProviderFlags) => {
+    const code = await doctorCommand({ provider: parseProviderKind(flags.provider), baseUrl: flags.baseUrl, runDir });
+    if (code !== 0) throw new ExitError('Fix the lines marked ✗ above, then run `i2v doctor` again.', code);
   });
 
 program

@@ -21,6 +21,7 @@ import { episodeWorkflowId } from '../src/workflows/ids';
 import { maybeRecordHistory } from './helpers/histories';
 import { imageDistance, makeRunFolder } from './helpers/runFolder';
 import { devServerEnv } from './helpers/temporal';
+import { assertInputsUnchanged, snapshotInputs } from './helpers/inputs';
 
 let env: TestWorkflowEnvironment;
 let emulator: Emulator;
@@ -66,8 +67,10 @@ describe('i2v run, end to end', () => {
       { episode: 2, shot: 1, prompt: '夜色降临' },
     ]);
     const before = emulator.ledger().submissions.length;
+    const inputs = await snapshotInputs(runDir);
     const summary = await runCommand(runDir, { provider: provider(), settings, temporal, out: quiet(), refreshMs: 200 });
     expect(summary).toMatchObject({ succeeded: 4, failed: 0 });
+    await assertInputsUnchanged(runDir, inputs); // not a byte, not a modification time
     expect(emulator.ledger().submissions.length - before).toBe(4);
 
     const records = await readTaskRecord(summary.plan.runDir);

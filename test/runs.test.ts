@@ -6,6 +6,7 @@ import ts from 'typescript';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { InputError } from '../src/errors';
 import { readJsonIfExists, writeFileAtomic } from '../src/atomic';
+import { sweepLeftovers } from '../src/runs/sweep';
 import {
   clearSubmissionStarted,
   journalPath,
@@ -716,3 +717,33 @@ function runNode(script: string, args: string[]): Promise<number | null> {
     child.on('exit', resolve);
   });
 }
+
+describe('sweepLeftovers', () => {
+  it('removes what crashed writers left behind, and nothing that is live or a real output', async () => {
+    const dir = await freshDir('08_generated_videos');
+    const old = new Date(Date.now() - 10_000);
+    const ancient = new Date(Date.now() - 10 * 60_000);
+    const deadPid = 2 ** 22 + 12345; // above Linux's pid_max default, so never a live process
+    const file = async (rel: string, mtime?: Date) => {
+      await fs.mkdir(path.dirname(path.join(dir, rel)), { recursive: true });
+      await fs.writeFile(path.join(dir, rel), 'x');
+      if (mtime) await fs.utimes(path.join(dir, rel), mtime, mtime);
+    };
+    await file('tasks.json');
+    await file(`.tasks.json.${deadPid}.abcdef.tmp`, old); // its writer is gone
+    await file(`.tasks.json.${process.pid}.abcdef.tmp`, old); // being written right now
+    await file('Episode-01/Episode-01-Shot-001.mp4');
+    await file('Episode-01/Episode-01-Shot-002.mp4.1a2b3c4d.part', ancient); // a download nobody finished
+    await file('Episode-01/Episode-01-Shot-003.mp4.1a2b3c4d.part'); // a download in progress
+    await fs.mkdir(path.join(dir, '.i2v', 'journal', 'x.json.lock'), { recursive: true });
+    await fs.writeFile(path.join(dir, '.i2v', 'journal', 'x.json.lock', 'owner.json'), JSON.stringify({ pid: deadPid, hostname: os.hostname() }));
+    await fs.utimes(path.join(dir, '.i2v', 'journal', 'x.json.lock'), old, old);
+    await fs.mkdir(path.join(dir, 'live.json.lock'));
+    await fs.writeFile(path.join(dir, 'live.json.lock', 'owner.json'), JSON.stringify({ pid: process.pid, hostname: os.hostname() }));
+
+    const removed = (await sweepLeftovers(dir)).map((p) => path.relative(dir, p)).sort();
+    expect(removed).toEqual([`.i2v/journal/x.json.lock`, `.tasks.json.${deadPid}.abcdef.tmp`, 'Episode-01/Episode-01-Shot-002.mp4.1a2b3c4d.part']);
+    const left = (await fs.readdir(dir, { recursive: true })).map(String).sort();
+    expect(left).toEqual(expect.arrayContaining(['tasks.json', `.tasks.json.${process.pid}.abcdef.tmp`, 'Episode-01/Episode-01-Shot-001.mp4', 'Episode-01/Episode-01-Shot-003.mp4.1a2b3c4d.part', 'live.json.lock']));
+  });
+});

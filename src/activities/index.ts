@@ -13,7 +13,8 @@ import { toDataUrl } from '../provider/client';
 import { prepareImage, type ImageLimits, DEFAULT_IMAGE_LIMITS } from '../media/image';
 import { downloadVideo, DownloadError } from '../media/download';
 import { extractThumbnails } from '../media/video';
-import { outputPaths, preparedCacheDir, relativeToRun } from '../runs/paths';
+import { outputPaths, preparedCacheDir, relativeToRun, videosDir } from '../runs/paths';
+import { sweepLeftovers } from '../runs/sweep';
 import { clearSubmissionStarted, markSubmissionStarted, readSubmission, recordSubmission, SubmissionExistsError, type JournalEntry } from '../runs/journal';
 import { formatLocalTime, moveTakeVideo, readTaskRecord, takeAt, updateTaskRecord } from '../runs/taskRecord';
 import { estimateShotCost, priceOf, roundMoney } from '../pricing';
@@ -148,9 +149,10 @@ export function createActivities(deps: ActivityDeps) {
       });
     },
 
-    /** Refreshes `report.xlsx` and `index.html` from tasks.json and the files on disk. */
+    /** Clears what crashed workers left behind, then refreshes `report.xlsx` and `index.html`. */
     async writeReports(args: { runDir: string }) {
       return guard(clean, async () => {
+        await sweepLeftovers(videosDir(args.runDir));
         const written = await writeReports(args.runDir);
         return { excelPath: written.excelPath, galleryPath: written.galleryPath };
       });

@@ -5,8 +5,9 @@
 import { existsSync } from 'node:fs';
 import type { WorkflowHandle } from '@temporalio/client';
 import type { ProviderConfig } from '../config';
-import { outputPaths } from '../runs/paths';
+import { outputPaths, videosDir } from '../runs/paths';
 import type { RunPlan } from '../runs/scan';
+import { sweepLeftovers } from '../runs/sweep';
 import { DEFAULT_IMAGE_LIMITS } from '../media/image';
 import { preflight, recordInputErrors } from './validate';
 import { estimateShotCost } from '../pricing';
@@ -63,6 +64,7 @@ export async function runCommand(runDir: string, opts: RunOptions): Promise<RunS
     out,
   });
   await recordInputErrors(plan.runDir, report);
+  await sweepLeftovers(videosDir(plan.runDir));
   const shotCount = plan.episodes.reduce((n, e) => n + e.shots.length, 0);
   out.write(`Run ${plan.runId}: ${plan.episodes.length} episode(s), ${shotCount} shot(s) to generate or already done.\n`);
 

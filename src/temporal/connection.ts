@@ -6,7 +6,7 @@
  * another `i2v run`) or starting it. The embedded server keeps its state in SQLite, so re-running resumes.
  */
 import { spawn } from 'node:child_process';
-import { mkdir } from 'node:fs/promises';
+import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
@@ -92,6 +92,7 @@ export async function startEmbeddedServer(opts: EmbeddedServerOptions, namespace
   if (executable.type !== 'existing-path') {
     throw new ConfigError('The Temporal CLI is not installed.', 'Run `npm run provision` (or `npm ci`), set TEMPORAL_CLI_PATH, or set TEMPORAL_ADDRESS to use another server.');
   }
+  await stopAbandonedServer(opts.stateDir);
   const port = opts.port || (await freePort(opts.ip));
   const args = [
     'server', 'start-dev', '--ip', opts.ip, '--port', String(port), '--db-filename', path.join(opts.stateDir, 'temporal.db'),
@@ -105,11 +106,18 @@ export async function startEmbeddedServer(opts: EmbeddedServerOptions, namespace
     '--dynamic-config-value', 'matching.numTaskqueueWritePartitions=1',
   ];
   const server = spawn(executable.path, args, { detached: true, stdio: ['ignore', 'ignore', 'pipe'] });
+  const pidFile = path.join(opts.stateDir, SERVER_PID_FILE);
+  if (server.pid) await writeFile(pidFile, String(server.pid));
   let stderr = '';
   server.stderr.on('data', (chunk: Buffer) => {
     stderr = (stderr + chunk.toString()).slice(-4000);
   });
   const exited = new Promise<number | null>((resolve) => server.once('exit', (code) => resolve(code)));
+  // Its own process group keeps it clear of the terminal's Ctrl-C, so it must not outlive us by accident
+  // (a forced exit, a crash): stop it when this process exits, whatever the reason.
+  const stopOnExit = () => server.kill('SIGTERM');
+  process.once('exit', stopOnExit);
+  void exited.then(() => process.off('exit', stopOnExit));
   const address = `${opts.ip}:${port}`;
   const stop = async (): Promise<void> => {
     if (server.exitCode !== null || server.signalCode !== null) return;
@@ -117,6 +125,7 @@ export async function startEmbeddedServer(opts: EmbeddedServerOptions, namespace
     const timer = setTimeout(() => server.kill('SIGKILL'), 10_000);
     await exited;
     clearTimeout(timer);
+    await rm(pidFile, { force: true });
   };
   try {
     await waitUntilServing(address, exited, () => stderr);
@@ -132,6 +141,35 @@ export async function startEmbeddedServer(opts: EmbeddedServerOptions, namespace
   } catch (err) {
     await stop();
     throw err;
+  }
+}
+
+const SERVER_PID_FILE = 'server.pid';
+
+/**
+ * A server left running on this state folder by an `i2v` that was killed or forced to exit still holds the
+ * database: stop it (it is not serving anyone: a live one on the configured port would have been reused).
+ */
+async function stopAbandonedServer(stateDir: string): Promise<void> {
+  const pid = Number(await readFile(path.join(stateDir, SERVER_PID_FILE), 'utf8').catch(() => ''));
+  if (!pid || !isAlive(pid)) return;
+  process.kill(pid, 'SIGTERM');
+  const deadline = Date.now() + 15_000;
+  while (isAlive(pid)) {
+    if (Date.now() > deadline) {
+      process.kill(pid, 'SIGKILL');
+      break;
+    }
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+function isAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
   }
 }
 

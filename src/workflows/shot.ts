@@ -150,6 +150,9 @@ export async function shotWorkflow(input: ShotWorkflowInput): Promise<ShotResult
     };
   } catch (err) {
     const failure = toShotFailure(err);
+    if (providerEnd === 'SUCCEEDED' || providerEnd === 'SUCCESS') {
+      failure.message += ' The video is generated and paid for: run `i2v run` again within 24 h to fetch it at no extra cost.';
+    }
     progress.error = failure.message;
     await act(queues, 'recordShot', RECORD, 'Record the failure in tasks.json', { runDir, shot, generation: input.generation, update: { kind: 'failed', taskId: progress.taskId, taskStatus: providerEnd, errorCode: failure.code, errorMessage: failure.message } });
     await enter('failed');
@@ -229,7 +232,7 @@ function describeTaskEnd(state: TaskCheck): string {
       if (state.code === 'DataInspectionFailed') return moderationMessage(state.message);
       return `The provider failed the task: ${state.code ?? 'no code'}${state.message ? ` (${state.message})` : ''}.`;
     case 'UNKNOWN':
-      return 'The provider does not know this task (expired after 24 h, or a different account/region).';
+      return 'The provider does not know this task (it is over 24 h old, or belongs to another account or region); the next `i2v run` submits a new, paid take.';
     case 'CANCELED':
       return 'The task was cancelled at the provider.';
     default:
