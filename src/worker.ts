@@ -63,6 +63,7 @@ export async function createWorker(opts: WorkerOptions): Promise<WorkerGroup> {
     secrets: [opts.provider.apiKey],
     maxVideoBytes: DEFAULTS.maxVideoBytes,
     smallThumbnailWidth: DEFAULTS.thumbnailSmallWidth,
+    submitsPerSecond: opts.submitsPerSecond ?? DEFAULTS.submitsPerSecond,
   });
   const queues = opts.queues ?? DEFAULT_ACTIVITY_QUEUES;
   const roles = opts.roles ?? WORKER_ROLES;

@@ -7,6 +7,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { InputError } from '../src/errors';
 import { readJsonIfExists, writeFileAtomic } from '../src/atomic';
 import { sweepLeftovers } from '../src/runs/sweep';
+import { awaitSubmitSlot } from '../src/runs/pacer';
 import {
   clearSubmissionStarted,
   journalPath,
@@ -745,5 +746,15 @@ describe('sweepLeftovers', () => {
     expect(removed).toEqual([`.i2v/journal/x.json.lock`, `.tasks.json.${deadPid}.abcdef.tmp`, 'Episode-01/Episode-01-Shot-002.mp4.1a2b3c4d.part']);
     const left = (await fs.readdir(dir, { recursive: true })).map(String).sort();
     expect(left).toEqual(expect.arrayContaining(['tasks.json', `.tasks.json.${process.pid}.abcdef.tmp`, 'Episode-01/Episode-01-Shot-001.mp4', 'Episode-01/Episode-01-Shot-003.mp4.1a2b3c4d.part', 'live.json.lock']));
+  });
+});
+
+describe('awaitSubmitSlot', () => {
+  it('lets no more than the limit start in any one-second window, however many ask at once', async () => {
+    const run = await freshDir();
+    const started: number[] = [];
+    await Promise.all(Array.from({ length: 5 }, async () => started.push(await awaitSubmitSlot(run, 2))));
+    started.sort((a, b) => a - b);
+    for (let i = 2; i < started.length; i++) expect(started[i]! - started[i - 2]!).toBeGreaterThanOrEqual(1000);
   });
 });

@@ -15,6 +15,7 @@ import { downloadVideo, DownloadError } from '../media/download';
 import { extractThumbnails } from '../media/video';
 import { outputPaths, preparedCacheDir, relativeToRun, videosDir } from '../runs/paths';
 import { sweepLeftovers } from '../runs/sweep';
+import { awaitSubmitSlot } from '../runs/pacer';
 import { clearSubmissionStarted, markSubmissionStarted, readSubmission, recordSubmission, SubmissionExistsError, type JournalEntry } from '../runs/journal';
 import { formatLocalTime, moveTakeVideo, readTaskRecord, takeAt, updateTaskRecord } from '../runs/taskRecord';
 import { estimateShotCost, priceOf, roundMoney } from '../pricing';
@@ -29,6 +30,8 @@ export interface ActivityDeps {
   imageLimits?: ImageLimits;
   maxVideoBytes: number;
   smallThumbnailWidth: number;
+  /** Paid submissions per second per run folder, across workers sharing it (undefined: no pacing). */
+  submitsPerSecond?: number;
   /** Injectable clock (tests). */
   now?: () => Date;
 }
@@ -77,6 +80,7 @@ export function createActivities(deps: ActivityDeps) {
           throw uncertain('A previous submission of this take was sent but its outcome is unknown (crash, timeout or reset)');
         }
         const imageDataUrl = toDataUrl(args.image.mime, await readFile(args.image.path));
+        if (deps.submitsPerSecond) await awaitSubmitSlot(args.runDir, deps.submitsPerSecond);
         try {
           await markSubmissionStarted(args.runDir, args.submissionKey, now(), { replaceStarted: resubmit });
         } catch (err) {
