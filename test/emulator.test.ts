@@ -22,6 +22,7 @@ import { VideoUrlSigner } from '../src/emulator/signing';
 import { TaskStore } from '../src/emulator/tasks';
 import { formatProviderTime } from '../src/emulator/wire';
 import { SUBMIT_PATH, taskPath, type ErrorResponseBody, type SubmitResponseBody, type TaskResponseBody } from '../src/provider/types';
+import { bmp } from './helpers/images';
 
 const run = promisify(execFile);
 const FFMPEG = process.env.FFMPEG_PATH ?? ffmpegInstaller.path;
@@ -67,23 +68,6 @@ async function pngWithAlpha(width: number, height: number): Promise<Buffer> {
   return sharp({ create: { width, height, channels: 4, background: { r: 10, g: 200, b: 90, alpha: 0.5 } } }).png().toBuffer();
 }
 
-/** A 24-bit bottom-up BMP (sharp cannot write BMP). */
-function bmp(width: number, height: number): Buffer {
-  const rowBytes = Math.ceil((width * 3) / 4) * 4;
-  const file = Buffer.alloc(54 + rowBytes * height);
-  file.write('BM', 0, 'latin1');
-  file.writeUInt32LE(file.length, 2);
-  file.writeUInt32LE(54, 10);
-  file.writeUInt32LE(40, 14);
-  file.writeInt32LE(width, 18);
-  file.writeInt32LE(height, 22);
-  file.writeUInt16LE(1, 26);
-  file.writeUInt16LE(24, 28);
-  for (let y = 0; y < height; y++) {
-    for (let x = 0; x < width; x++) file.writeUIntLE(x < width / 2 ? 0x2040e0 : 0xe04020, 54 + y * rowBytes + x * 3, 3);
-  }
-  return file;
-}
 
 const dataUrl = (mime: string, bytes: Buffer): string => `data:${mime};base64,${bytes.toString('base64')}`;
 

@@ -3,12 +3,9 @@
  * takes after transient task failures, none after moderation blocks, and the progress query.
  */
 import { randomUUID } from 'node:crypto';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { TestWorkflowEnvironment } from '@temporalio/testing';
+import { describe, expect, it } from 'vitest';
 import { temporal } from '@temporalio/proto';
-import type { Worker } from '@temporalio/worker';
 import { DEFAULT_GENERATION } from '../src/config';
-import { startEmulator, type Emulator } from '../src/emulator';
 import { scanRun } from '../src/runs/scan';
 import { readTaskRecord } from '../src/runs/taskRecord';
 import { DEFAULT_POLL_SCHEDULE } from '../src/workflows/polling';
@@ -17,26 +14,10 @@ import { maybeRecordHistory } from './helpers/histories';
 import type { EpisodeWorkflowInput } from '../src/workflows/types';
 import type { episodeWorkflow } from '../src/workflows/episode';
 import { makeRunFolder, type ShotFixture } from './helpers/runFolder';
-import { emulatorWorker, timeSkippingEnv } from './helpers/temporal';
+import { useTimeSkippingPipeline } from './helpers/temporal';
 
-let env: TestWorkflowEnvironment;
-let emulator: Emulator;
-let worker: Worker;
-let workerRun: Promise<void>;
 const taskQueue = 'episode-tests';
-
-beforeAll(async () => {
-  [env, emulator] = await Promise.all([timeSkippingEnv(), startEmulator({ pendingMs: 0, runningMs: 100, videoSeconds: 1 })]);
-  worker = await emulatorWorker(env.nativeConnection, taskQueue, emulator.baseUrl);
-  workerRun = worker.run();
-});
-
-afterAll(async () => {
-  worker?.shutdown();
-  await workerRun;
-  await env?.teardown();
-  await emulator?.close();
-});
+const pipeline = useTimeSkippingPipeline(taskQueue, { pendingMs: 0, runningMs: 100, videoSeconds: 1 });
 
 async function episodeInput(shots: ShotFixture[], over: Partial<EpisodeWorkflowInput> = {}): Promise<EpisodeWorkflowInput> {
   const plan = await scanRun(await makeRunFolder(shots));
@@ -54,28 +35,28 @@ async function episodeInput(shots: ShotFixture[], over: Partial<EpisodeWorkflowI
   };
 }
 
-const run = (input: EpisodeWorkflowInput) => env.client.workflow.start<typeof episodeWorkflow>('episodeWorkflow', { taskQueue, workflowId: `episode-${randomUUID()}`, args: [input] });
+const run = (input: EpisodeWorkflowInput) => pipeline.env.client.workflow.start<typeof episodeWorkflow>('episodeWorkflow', { taskQueue, workflowId: `episode-${randomUUID()}`, args: [input] });
 
 describe('episodeWorkflow', () => {
   it('starts one new take when the provider fails a task for a transient reason', async () => {
     const input = await episodeInput([{ episode: 1, shot: 1, prompt: '第一次会失败' }]);
-    const before = emulator.ledger().submissions.length;
-    emulator.setFaults({ failTasks: 1, failCode: 'InternalError' });
+    const before = pipeline.emulator.ledger().submissions.length;
+    pipeline.emulator.setFaults({ failTasks: 1, failCode: 'InternalError' });
     const handle = await run(input);
     const result = await handle.result();
     expect(result).toMatchObject({ succeeded: 1, failed: 0 });
     expect(result.shots[0]).toMatchObject({ status: 'SUCCESS', take: 2 });
-    expect(emulator.ledger().submissions.length - before).toBe(2);
+    expect(pipeline.emulator.ledger().submissions.length - before).toBe(2);
     expect((await readTaskRecord(input.runDir))['Episode-01-001']).toMatchObject({ status: 'SUCCESS', take: 2 });
-    await maybeRecordHistory('episode-transient-retry', env.client.workflow.getHandle(handle.workflowId));
+    await maybeRecordHistory('episode-transient-retry', pipeline.env.client.workflow.getHandle(handle.workflowId));
   });
 
   it('gives up after the configured number of new takes', async () => {
     const input = await episodeInput([{ episode: 1, shot: 1, prompt: '总是失败 [emulator:fail=InternalError]' }], { transientRetries: 2 });
-    const before = emulator.ledger().submissions.length;
+    const before = pipeline.emulator.ledger().submissions.length;
     const result = await (await run(input)).result();
     expect(result.shots[0]).toMatchObject({ status: 'FAILED', take: 3, errorCode: 'InternalError' });
-    expect(emulator.ledger().submissions.length - before).toBe(3);
+    expect(pipeline.emulator.ledger().submissions.length - before).toBe(3);
   });
 
   it('does not pay again for a moderation block, and tells the user to edit the prompt', async () => {
@@ -84,7 +65,7 @@ describe('episodeWorkflow', () => {
       { episode: 1, shot: 2, prompt: '提交即被拦截 [emulator:reject=DataInspectionFailed]' },
       { episode: 1, shot: 3, prompt: '正常' },
     ]);
-    const before = emulator.ledger();
+    const before = pipeline.emulator.ledger();
     const handle = await run(input);
     const result = await handle.result();
     expect(result).toMatchObject({ succeeded: 1, failed: 2 });
@@ -92,8 +73,8 @@ describe('episodeWorkflow', () => {
       expect(shot).toMatchObject({ take: 1, errorCode: 'DataInspectionFailed' });
       expect(shot.errorMessage).toMatch(/Content moderation blocked this shot.*Edit the prompt/);
     }
-    const after = emulator.ledger();
-    await maybeRecordHistory('episode-moderation', env.client.workflow.getHandle(handle.workflowId));
+    const after = pipeline.emulator.ledger();
+    await maybeRecordHistory('episode-moderation', pipeline.env.client.workflow.getHandle(handle.workflowId));
     expect(after.submissions.length - before.submissions.length).toBe(2); // the rejected one was never accepted
     expect(after.posts - before.posts).toBe(3); // and each was sent exactly once
   });
@@ -123,11 +104,11 @@ describe('episodeWorkflow', () => {
     expect(result).toMatchObject({ total: 8, succeeded: 8, failed: 0 });
     expect(result.shots.map((s) => s.shot)).toEqual([1, 2, 3, 4, 5, 6, 7, 8]);
 
-    const latest = await env.client.workflow.getHandle(handle.workflowId).query(episodeProgressQuery);
+    const latest = await pipeline.env.client.workflow.getHandle(handle.workflowId).query(episodeProgressQuery);
     expect(latest.counts.done).toBe(8);
-    const firstRun = (await env.client.workflow.getHandle(handle.workflowId, handle.firstExecutionRunId).fetchHistory()).events ?? [];
+    const firstRun = (await pipeline.env.client.workflow.getHandle(handle.workflowId, handle.firstExecutionRunId).fetchHistory()).events ?? [];
     expect(firstRun.length).toBeLessThan(120);
-    await maybeRecordHistory('episode-continue-as-new', env.client.workflow.getHandle(handle.workflowId, handle.firstExecutionRunId));
+    await maybeRecordHistory('episode-continue-as-new', pipeline.env.client.workflow.getHandle(handle.workflowId, handle.firstExecutionRunId));
     expect(firstRun.at(-1)?.eventType).toBe(temporal.api.enums.v1.EventType.EVENT_TYPE_WORKFLOW_EXECUTION_CONTINUED_AS_NEW);
     const carried = firstRun.at(-1)?.workflowExecutionContinuedAsNewEventAttributes;
     expect(carried?.newExecutionRunId).toBeTruthy();
@@ -148,6 +129,6 @@ describe('episodeWorkflow', () => {
     expect(records['Episode-01-001']).toMatchObject({ take: 2, prompt: '第二版' });
     expect(records['Episode-01-001']!.takes!.map((t) => [t.take, t.status])).toEqual([[1, 'SUCCESS'], [2, 'SUCCESS']]);
     expect(records['Episode-01-002']).toMatchObject({ take: 1, prompt: '改过的提示词' });
-    await maybeRecordHistory('episode-regenerate', env.client.workflow.getHandle(handle.workflowId));
+    await maybeRecordHistory('episode-regenerate', pipeline.env.client.workflow.getHandle(handle.workflowId));
   });
 });

@@ -11,6 +11,7 @@ import { runFfmpeg } from '../src/media/binaries';
 import { DownloadError, downloadVideo } from '../src/media/download';
 import { DEFAULT_IMAGE_LIMITS, type ImageLimits, prepareImage, targetSize, toDataUrlFromFile } from '../src/media/image';
 import { extractThumbnails, probeVideo, VideoInvalidError } from '../src/media/video';
+import { bmp } from './helpers/images';
 
 let root: string;
 let cacheDir: string;
@@ -42,29 +43,6 @@ async function writeImage(name: string, image: Sharp): Promise<string> {
   return file;
 }
 
-/** A minimal valid 24-bit bottom-up BMP (sharp cannot write BMP). Left half red, right half green. */
-function bmp(width: number, height: number): Buffer {
-  const rowBytes = Math.ceil((width * 3) / 4) * 4;
-  const size = 54 + rowBytes * height;
-  const b = Buffer.alloc(size);
-  b.write('BM', 0, 'ascii');
-  b.writeUInt32LE(size, 2);
-  b.writeUInt32LE(54, 10);
-  b.writeUInt32LE(40, 14);
-  b.writeInt32LE(width, 18);
-  b.writeInt32LE(height, 22);
-  b.writeUInt16LE(1, 26);
-  b.writeUInt16LE(24, 28);
-  b.writeUInt32LE(rowBytes * height, 34);
-  for (let y = 0; y < height; y++) {
-    for (let x = 0; x < width; x++) {
-      const o = 54 + y * rowBytes + x * 3; // B, G, R
-      if (x < width / 2) b[o + 2] = 255;
-      else b[o + 1] = 255;
-    }
-  }
-  return b;
-}
 
 interface Snapshot { sha256: string; size: number; mtimeMs: number }
 

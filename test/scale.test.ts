@@ -5,7 +5,6 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtemp } from 'node:fs/promises';
-import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { Writable } from 'node:stream';
@@ -16,7 +15,7 @@ import type { RunSettings } from '../src/cli/plan';
 import { runCommand } from '../src/cli/run';
 import { probeVideo } from '../src/media/video';
 import { readTaskRecord } from '../src/runs/taskRecord';
-import { startEmbeddedServer, type TemporalHandle } from '../src/temporal/connection';
+import { freePort, startEmbeddedServer, type TemporalHandle } from '../src/temporal/connection';
 import { DEFAULT_ACTIVITY_QUEUES } from '../src/worker';
 import { DEFAULT_POLL_SCHEDULE } from '../src/workflows/polling';
 import { makeRunFolder } from './helpers/runFolder';
@@ -119,14 +118,3 @@ describe('many workers', () => {
     worker.kill('SIGTERM');
   }, 120_000);
 });
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const probe = net.createServer();
-    probe.once('error', reject);
-    probe.listen(0, '127.0.0.1', () => {
-      const { port } = probe.address() as net.AddressInfo;
-      probe.close(() => resolve(port));
-    });
-  });
-}

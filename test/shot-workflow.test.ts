@@ -3,12 +3,9 @@
  * the 2 h deadline, the backoff schedule, failed tasks, and never paying twice for one take.
  */
 import { randomUUID } from 'node:crypto';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { TestWorkflowEnvironment } from '@temporalio/testing';
-import type { Worker } from '@temporalio/worker';
+import { describe, expect, it } from 'vitest';
 import { temporal } from '@temporalio/proto';
 import { DEFAULT_GENERATION, providerConfig } from '../src/config';
-import { startEmulator, type Emulator } from '../src/emulator';
 import { createProviderClient, toDataUrl } from '../src/provider/client';
 import { markSubmissionStarted, recordSubmission } from '../src/runs/journal';
 import { readTaskRecord } from '../src/runs/taskRecord';
@@ -18,29 +15,13 @@ import { DEFAULT_POLL_SCHEDULE, pollDelaySeconds } from '../src/workflows/pollin
 import type { ShotWorkflowInput } from '../src/workflows/types';
 import { maybeRecordHistory } from './helpers/histories';
 import { makeRunFolder } from './helpers/runFolder';
-import { emulatorWorker, timeSkippingEnv } from './helpers/temporal';
+import { useTimeSkippingPipeline } from './helpers/temporal';
 import { readFile } from 'node:fs/promises';
 
 const EventType = temporal.api.enums.v1.EventType;
 
-let env: TestWorkflowEnvironment;
-let emulator: Emulator;
-let worker: Worker;
-let workerRun: Promise<void>;
 const taskQueue = 'shot-tests';
-
-beforeAll(async () => {
-  [env, emulator] = await Promise.all([timeSkippingEnv(), startEmulator({ pendingMs: 0, runningMs: 200, videoSeconds: 1 })]);
-  worker = await emulatorWorker(env.nativeConnection, taskQueue, emulator.baseUrl);
-  workerRun = worker.run();
-});
-
-afterAll(async () => {
-  worker?.shutdown();
-  await workerRun;
-  await env?.teardown();
-  await emulator?.close();
-});
+const pipeline = useTimeSkippingPipeline(taskQueue, { pendingMs: 0, runningMs: 200, videoSeconds: 1 });
 
 async function shotInput(prompt: string, take = 1): Promise<ShotWorkflowInput> {
   const runDir = await makeRunFolder([{ episode: 1, shot: 1, prompt }]);
@@ -59,7 +40,7 @@ async function eventuallyDone(provider: ReturnType<typeof createProviderClient>,
 }
 
 function start(input: ShotWorkflowInput) {
-  return env.client.workflow.start('shotWorkflow', { taskQueue, workflowId: `shot-${randomUUID()}`, args: [input] });
+  return pipeline.env.client.workflow.start('shotWorkflow', { taskQueue, workflowId: `shot-${randomUUID()}`, args: [input] });
 }
 
 /** Status checks the schedule allows within the deadline: one after each delay, plus the one at the deadline. */
@@ -75,7 +56,7 @@ function expectedPolls(deadlineSeconds: number): number {
 
 describe('shotWorkflow', () => {
   it('stops a task that never finishes at the 2 h deadline, polling on the capped backoff, in under 2,000 history events', async () => {
-    const before = emulator.ledger();
+    const before = pipeline.emulator.ledger();
     const input = await shotInput('a task the provider never finishes [emulator:stuck]');
     const handle = await start(input);
     const result = await handle.result();
@@ -85,7 +66,7 @@ describe('shotWorkflow', () => {
     expect(result.errorMessage).toContain(result.taskId);
     expect(result.polls).toBe(expectedPolls(7200));
 
-    const after = emulator.ledger();
+    const after = pipeline.emulator.ledger();
     expect(after.submissions.length - before.submissions.length).toBe(1);
     expect(after.gets - before.gets).toBe(result.polls);
 
@@ -103,14 +84,14 @@ describe('shotWorkflow', () => {
   });
 
   it('reports a FAILED task with the provider code and message, after one paid submission', async () => {
-    const before = emulator.ledger();
+    const before = pipeline.emulator.ledger();
     const input = await shotInput('the provider fails this one [emulator:fail=InternalError]');
     const handle = await start(input);
     const result = await handle.result();
 
     expect(result).toMatchObject({ status: 'FAILED', errorCode: 'InternalError' });
     expect(result.errorMessage).toMatch(/provider failed the task: InternalError/);
-    expect(emulator.ledger().submissions.length - before.submissions.length).toBe(1);
+    expect(pipeline.emulator.ledger().submissions.length - before.submissions.length).toBe(1);
     const record = (await readTaskRecord(input.runDir))[input.shot.key];
     expect(record).toMatchObject({ status: 'FAILED', task_id: result.taskId, error_code: 'InternalError' });
     await maybeRecordHistory('shot-failed', handle);
@@ -128,40 +109,40 @@ describe('shotWorkflow', () => {
 
   it('re-uses a task id already recorded for the take instead of submitting again (crash after the POST)', async () => {
     const input = await shotInput('submitted before the worker crashed');
-    const provider = createProviderClient(providerConfig('emulator', { baseUrl: emulator.baseUrl }));
+    const provider = createProviderClient(providerConfig('emulator', { baseUrl: pipeline.emulator.baseUrl }));
     const image = toDataUrl('image/png', await readFile(input.shot.imagePath));
     const submitted = await provider.submit({ imageDataUrl: image, prompt: input.shot.prompt, params: input.generation });
     await recordSubmission(input.runDir, submissionKey(1, 1, 1), { taskId: submitted.taskId, submittedAt: new Date().toISOString() });
 
-    const before = emulator.ledger();
+    const before = pipeline.emulator.ledger();
     const result = await (await start(input)).result();
     expect(result).toMatchObject({ status: 'SUCCESS', taskId: submitted.taskId });
-    expect(emulator.ledger().posts - before.posts).toBe(0);
+    expect(pipeline.emulator.ledger().posts - before.posts).toBe(0);
   });
 
   it('checks a task once more, instead of giving up, when a later run finds it past its deadline', async () => {
     const input = await shotInput('finished while nobody was watching');
-    const provider = createProviderClient(providerConfig('emulator', { baseUrl: emulator.baseUrl }));
+    const provider = createProviderClient(providerConfig('emulator', { baseUrl: pipeline.emulator.baseUrl }));
     const image = toDataUrl('image/png', await readFile(input.shot.imagePath));
     const submitted = await provider.submit({ imageDataUrl: image, prompt: input.shot.prompt, params: input.generation });
     const threeHoursAgo = new Date(Date.now() - 3 * 3600_000).toISOString();
     await recordSubmission(input.runDir, submissionKey(1, 1, 1), { taskId: submitted.taskId, submittedAt: threeHoursAgo });
     await eventuallyDone(provider, submitted.taskId);
 
-    const before = emulator.ledger();
+    const before = pipeline.emulator.ledger();
     const result = await (await start(input)).result();
     expect(result).toMatchObject({ status: 'SUCCESS', taskId: submitted.taskId, polls: 1 });
-    expect(emulator.ledger().posts - before.posts).toBe(0);
-    expect(emulator.ledger().gets - before.gets).toBe(1);
+    expect(pipeline.emulator.ledger().posts - before.posts).toBe(0);
+    expect(pipeline.emulator.ledger().gets - before.gets).toBe(1);
   });
 
   it('does not repeat a submission whose outcome is unknown, and says what to do', async () => {
     const input = await shotInput('the POST was sent, then the worker died');
     await markSubmissionStarted(input.runDir, submissionKey(1, 1, 1));
-    const before = emulator.ledger();
+    const before = pipeline.emulator.ledger();
     const result = await (await start(input)).result();
     expect(result).toMatchObject({ status: 'FAILED', errorCode: 'SUBMIT_UNCERTAIN' });
     expect(result.errorMessage).toMatch(/i2v regenerate/);
-    expect(emulator.ledger().posts - before.posts).toBe(0);
+    expect(pipeline.emulator.ledger().posts - before.posts).toBe(0);
   });
 });

@@ -14,6 +14,7 @@ import { inspectRun, validateRun, type ValidateOptions, type ValidationReport } 
 import { preflight, recordInputErrors, validateCommand } from '../src/cli/validate';
 import { PROJECT_ROOT } from '../src/temporal/binaries';
 import { assertInputsUnchanged, snapshotInputs } from './helpers/inputs';
+import { bmp } from './helpers/images';
 
 let tmpRoot: string;
 let messy: string;
@@ -39,24 +40,6 @@ async function picture(width: number, height: number, channels: 3 | 4 = 3): Prom
   return channels === 3 ? image.removeAlpha() : image;
 }
 
-/** A 24-bit bottom-up BMP (sharp cannot write BMP). */
-function bmp(width: number, height: number): Buffer {
-  const rowBytes = Math.ceil((width * 3) / 4) * 4;
-  const b = Buffer.alloc(54 + rowBytes * height, 0x80);
-  b.write('BM', 0, 'ascii');
-  b.writeUInt32LE(b.length, 2);
-  b.writeUInt32LE(0, 6);
-  b.writeUInt32LE(54, 10);
-  b.writeUInt32LE(40, 14);
-  b.writeInt32LE(width, 18);
-  b.writeInt32LE(height, 22);
-  b.writeUInt16LE(1, 26);
-  b.writeUInt16LE(24, 28);
-  b.writeUInt32LE(0, 30);
-  b.writeUInt32LE(rowBytes * height, 34);
-  b.fill(0, 38, 54);
-  return b;
-}
 
 function capture(): { out: Writable; text: () => string } {
   const chunks: Buffer[] = [];

@@ -7,7 +7,6 @@
  * for a human look. Nothing but localhost is reachable from the page.
  */
 import { cp, mkdtemp, rm, stat } from 'node:fs/promises';
-import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { Writable } from 'node:stream';
@@ -18,7 +17,7 @@ import { startEmulator, type Emulator } from '../src/emulator';
 import type { RunSettings } from '../src/cli/plan';
 import { runCommand, type RunSummary } from '../src/cli/run';
 import { scanRun } from '../src/runs/scan';
-import { runUiUrl, startEmbeddedServer, type TemporalHandle } from '../src/temporal/connection';
+import { freePort, runUiUrl, startEmbeddedServer, type TemporalHandle } from '../src/temporal/connection';
 import { episodeWorkflowId, shotWorkflowId } from '../src/workflows/ids';
 import { inPage, launchChromium, requireBrowser } from './helpers/browser';
 
@@ -205,17 +204,6 @@ async function frameTexts(page: Page): Promise<string[]> {
 
 function mainText(page: Page): Promise<string> {
   return inPage<string>(page, `(document.querySelector('main') ?? document.body).innerText.slice(0, 3000)`);
-}
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const probe = net.createServer();
-    probe.once('error', reject);
-    probe.listen(0, '127.0.0.1', () => {
-      const { port } = probe.address() as net.AddressInfo;
-      probe.close(() => resolve(port));
-    });
-  });
 }
 
 const quiet = () => new Writable({ write: (_chunk, _enc, done) => done() }) as unknown as NodeJS.WriteStream;

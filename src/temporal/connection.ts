@@ -188,7 +188,8 @@ async function waitUntilServing(address: string, exited: Promise<number | null>,
   throw new ConfigError(`The embedded Temporal server did not answer at ${address} within 60 s.`, 'Set I2V_TEMPORAL_LOG_LEVEL=debug to see its log.');
 }
 
-function freePort(host: string): Promise<number> {
+/** A TCP port free on `host` right now. */
+export function freePort(host = '127.0.0.1'): Promise<number> {
   return new Promise((resolve, reject) => {
     const probe = net.createServer();
     probe.once('error', reject);

@@ -1,5 +1,7 @@
 /** Test servers from the project's pinned binaries (no internet needed), and a worker wired to real activities. */
 import { TestWorkflowEnvironment } from '@temporalio/testing';
+import { afterAll, beforeAll } from 'vitest';
+import { startEmulator, type Emulator, type EmulatorOptions } from '../../src/emulator';
 import { Worker, type NativeConnection } from '@temporalio/worker';
 import { createActivities } from '../../src/activities';
 import { DEFAULTS, providerConfig } from '../../src/config';
@@ -36,4 +38,31 @@ export async function emulatorWorker(connection: NativeConnection, taskQueue: st
       smallThumbnailWidth: DEFAULTS.thumbnailSmallWidth,
     }),
   });
+}
+
+export interface Pipeline {
+  env: TestWorkflowEnvironment;
+  emulator: Emulator;
+}
+
+/**
+ * A time-skipping server, the emulator and a worker with the real activities on `taskQueue`, set up before the
+ * file's tests and torn down after them. The returned object is filled in by `beforeAll`.
+ */
+export function useTimeSkippingPipeline(taskQueue: string, emulatorOptions: EmulatorOptions): Pipeline {
+  const pipeline = {} as Pipeline;
+  let worker: Worker | undefined;
+  let running: Promise<void> | undefined;
+  beforeAll(async () => {
+    [pipeline.env, pipeline.emulator] = await Promise.all([timeSkippingEnv(), startEmulator(emulatorOptions)]);
+    worker = await emulatorWorker(pipeline.env.nativeConnection, taskQueue, pipeline.emulator.baseUrl);
+    running = worker.run();
+  });
+  afterAll(async () => {
+    worker?.shutdown();
+    await running;
+    await pipeline.env?.teardown();
+    await pipeline.emulator?.close();
+  });
+  return pipeline;
 }
