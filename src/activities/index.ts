@@ -90,11 +90,9 @@ export function createActivities(deps: ActivityDeps) {
           if (entry.state === 'submitted' && entry.taskId) return { taskId: entry.taskId, reused: true, elapsedSinceSubmitMs: sinceSubmit(entry) };
           throw uncertain('Another attempt of this take is submitting it right now, or was cut off while doing so');
         }
+        let result: Awaited<ReturnType<ProviderClient['submit']>>;
         try {
-          const result = await deps.provider.submit({ imageDataUrl, prompt: args.prompt, params: args.generation });
-          await recordSubmission(args.runDir, args.submissionKey, { taskId: result.taskId, submittedAt: now().toISOString(), requestId: result.requestId });
-          metrics.submission(args.generation.model);
-          return { taskId: result.taskId, reused: false, elapsedSinceSubmitMs: 0 };
+          result = await deps.provider.submit({ imageDataUrl, prompt: args.prompt, params: args.generation });
         } catch (err) {
           // Only a request the provider certainly did not accept may be tried again (unless the user accepts
           // the risk of paying twice with the 'resubmit' policy).
@@ -104,6 +102,14 @@ export function createActivities(deps: ActivityDeps) {
           if (unknownOutcome) throw ApplicationFailure.create({ type: 'SubmitOutcomeUnknown', message: clean((err as Error).message) });
           throw err;
         }
+        // Paid for now. If even recording the task id fails, the 'started' marker stays, so no retry pays again.
+        try {
+          await recordSubmission(args.runDir, args.submissionKey, { taskId: result.taskId, submittedAt: now().toISOString(), requestId: result.requestId });
+        } catch (err) {
+          throw uncertain(`Task ${result.taskId} was created but could not be recorded in the journal (${clean((err as Error).message)})`);
+        }
+        metrics.submission(args.generation.model);
+        return { taskId: result.taskId, reused: false, elapsedSinceSubmitMs: 0 };
       });
     },
 
