@@ -1,0 +1,62 @@
+/**
+ * Generation latency and time scaling. Real-service intervals (seconds) are multiplied by one time factor, so a
+ * run that would take many minutes at the provider takes a fraction of that here, with every interval of both
+ * pipelines (poll schedules, PENDING time, generation time, deadline) shrunk alike.
+ */
+import type { PollSchedule } from '../src/workflows/types';
+
+export type LatencyModel = 'real' | 'near-zero';
+
+/** Deterministic [0, 1) numbers from a 32-bit seed (mulberry32): the same seed gives the same run. */
+export function seededRandom(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+/** Real-service seconds a task stays PENDING before it runs (reference §4.3: "a few seconds"). */
+export const REAL_PENDING_SECONDS = 3;
+
+/**
+ * Real-service generation time (RUNNING), in seconds: 90 % uniform in 90–180 s, 10 % uniform in 180–300 s
+ * (reference §6: "typically 1–5 min"; flash at 720P usually finishes in 1.5–3 min).
+ */
+export function realGenerationSeconds(random: () => number): number {
+  return random() < 0.9 ? 90 + 90 * random() : 180 + 120 * random();
+}
+
+export interface ScaledTimings {
+  pendingMs: number;
+  /** Draws one task's RUNNING time, already scaled. */
+  runningMs: () => number;
+  /** Bounds of runningMs(), for the report. */
+  runningRangeMs: [number, number];
+}
+
+export function scaledTimings(model: LatencyModel, timeFactor: number, random: () => number): ScaledTimings {
+  if (model === 'near-zero') return { pendingMs: 0, runningMs: () => 0, runningRangeMs: [0, 0] };
+  return {
+    pendingMs: Math.round(REAL_PENDING_SECONDS * 1000 * timeFactor),
+    runningMs: () => Math.round(realGenerationSeconds(random) * 1000 * timeFactor),
+    runningRangeMs: [Math.round(90_000 * timeFactor), Math.round(300_000 * timeFactor)],
+  };
+}
+
+/** A poll schedule with every interval scaled (the growth factor is a ratio and stays). */
+export function scalePollSchedule(schedule: PollSchedule, timeFactor: number): PollSchedule {
+  const s = (seconds: number) => Math.round(seconds * timeFactor * 1000) / 1000;
+  return {
+    initialSeconds: s(schedule.initialSeconds),
+    factor: schedule.factor,
+    maxSeconds: s(schedule.maxSeconds),
+    ...(schedule.denseSeconds !== undefined ? { denseSeconds: s(schedule.denseSeconds) } : {}),
+  };
+}
+
+/** The naive baseline's fixed interval between status checks, at the real service. */
+export const NAIVE_POLL_SECONDS = 10;
