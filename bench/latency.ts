@@ -5,7 +5,8 @@
  */
 import type { PollSchedule } from '../src/workflows/types';
 
-export type LatencyModel = 'real' | 'near-zero';
+/** `real`: the service's distribution; `near-zero`: ready once rendered; `fixed`: every task the same (PENDING 3 s + 60 s). */
+export type LatencyModel = 'real' | 'near-zero' | 'fixed';
 
 /** Deterministic [0, 1) numbers from a 32-bit seed (mulberry32): the same seed gives the same run. */
 export function seededRandom(seed: number): () => number {
@@ -30,20 +31,21 @@ export function realGenerationSeconds(random: () => number): number {
   return random() < 0.9 ? 90 + 90 * random() : 180 + 120 * random();
 }
 
+/** Long enough that even a 9 MB image's video is rendered by then, so every task is ready at the same age. */
+export const FIXED_RUNNING_SECONDS = 60;
+
 export interface ScaledTimings {
   pendingMs: number;
   /** Draws one task's RUNNING time, already scaled. */
   runningMs: () => number;
-  /** Bounds of runningMs(), for the report. */
-  runningRangeMs: [number, number];
 }
 
 export function scaledTimings(model: LatencyModel, timeFactor: number, random: () => number): ScaledTimings {
-  if (model === 'near-zero') return { pendingMs: 0, runningMs: () => 0, runningRangeMs: [0, 0] };
+  if (model === 'near-zero') return { pendingMs: 0, runningMs: () => 0 };
+  if (model === 'fixed') return { pendingMs: Math.round(REAL_PENDING_SECONDS * 1000 * timeFactor), runningMs: () => Math.round(FIXED_RUNNING_SECONDS * 1000 * timeFactor) };
   return {
     pendingMs: Math.round(REAL_PENDING_SECONDS * 1000 * timeFactor),
     runningMs: () => Math.round(realGenerationSeconds(random) * 1000 * timeFactor),
-    runningRangeMs: [Math.round(90_000 * timeFactor), Math.round(300_000 * timeFactor)],
   };
 }
 

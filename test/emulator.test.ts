@@ -221,6 +221,13 @@ describe('pure parts', () => {
     expect(['a', 'b', 'c'].map((id) => store.create({ id, ...base }).dueAt)).toEqual([110, 610, 1109]);
   });
 
+  it('draws RUNNING times from a sampler when given one, instead of the fixed time and jitter', () => {
+    const draws = [5_000, 120.4, 0, -3];
+    const store = new TaskStore(() => 0, { pendingMs: 10, runningMs: 100, runningJitterMs: 1000, random: () => 0.5, runningMsSampler: () => draws.shift() ?? 0, ttlMs: 10_000 });
+    const base = { outcome: { kind: 'succeed' as const }, prompt: 'p', actualPrompt: 'p', resolution: '480P' as const, videoSeconds: 5 };
+    expect(['a', 'b', 'c', 'd'].map((id) => store.create({ id, ...base }).dueAt)).toEqual([5_010, 130, 10, 10]);
+  });
+
   it('groups paid submissions by image and prompt, and finds the ones paid more often than allowed', () => {
     const paid = (taskId: string, imageSha256: string, prompt: string): LedgerSubmission => ({
       taskId, at: '2025-01-01T00:00:00.000Z', model: 'wan2.2-i2v-flash', prompt, imageSha256, imageBytes: 1, mime: 'image/png', width: 640, height: 360, resolution: '480P',

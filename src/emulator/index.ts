@@ -36,6 +36,8 @@ export interface EmulatorOptions {
   runningJitterMs?: number;
   /** Source of that randomness, in [0, 1) (default Math.random); a seeded one makes a run reproducible. */
   random?: () => number;
+  /** Draws each task's RUNNING time in ms, replacing runningMs and runningJitterMs (e.g. the benchmark's latency distribution). */
+  runningMsSampler?: () => number;
   /** Length of every rendered MP4; default the request's parameters.duration, else the model's default (5). */
   videoSeconds?: number;
   /** Default 30. */
@@ -102,6 +104,7 @@ export async function startEmulator(options: EmulatorOptions = {}): Promise<Emul
           runningMs: options.runningMs ?? 4000,
           runningJitterMs: options.runningJitterMs,
           random: options.random,
+          runningMsSampler: options.runningMsSampler,
           ttlMs,
         }),
         faults,

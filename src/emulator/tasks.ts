@@ -54,6 +54,8 @@ export interface TaskTimings {
   runningJitterMs?: number;
   /** In [0, 1); Math.random unless a test wants a reproducible sequence. */
   random?: () => number;
+  /** Draws each task's RUNNING time in ms, instead of runningMs plus jitter (e.g. a realistic distribution for a benchmark). */
+  runningMsSampler?: () => number;
   /** After this long from submission a task id reads as UNKNOWN, as after 24 h on the real service. */
   ttlMs: number;
 }
@@ -81,9 +83,9 @@ export class TaskStore {
 
   create(init: NewTask): Task {
     const submittedAt = this.clock();
-    const { pendingMs, runningMs, runningJitterMs = 0, random = Math.random } = this.timings;
+    const { pendingMs, runningMs, runningJitterMs = 0, random = Math.random, runningMsSampler } = this.timings;
     const scheduledAt = submittedAt + pendingMs;
-    const dueAt = scheduledAt + runningMs + Math.floor(random() * runningJitterMs);
+    const dueAt = scheduledAt + (runningMsSampler ? Math.max(0, Math.round(runningMsSampler())) : runningMs + Math.floor(random() * runningJitterMs));
     const task: Task = { ...init, submittedAt, scheduledAt, dueAt, render: { state: 'rendering' } };
     this.tasks.set(task.id, task);
     return task;
