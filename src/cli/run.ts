@@ -75,6 +75,7 @@ export async function runCommand(runDir: string, opts: RunOptions): Promise<RunS
   });
   const workerRun = worker?.run();
   let stopCalls = (): void => undefined;
+  let refreshing: Promise<void> = Promise.resolve();
   try {
     const records = await readTaskRecord(plan.runDir);
     const started: Array<{ name: string; handle: WorkflowHandle<typeof episodeWorkflow> }> = [];
@@ -127,15 +128,18 @@ export async function runCommand(runDir: string, opts: RunOptions): Promise<RunS
     );
     const refresh = async () => {
       for (const { name, handle } of started) {
-        if (!pending.has(name)) continue;
+        if (!pending.has(name) || calls.signal.aborted) continue;
         try {
-          printer.update(name, await handle.query(episodeProgressQuery));
+          printer.update(name, await temporal.client.withAbortSignal(calls.signal, () => handle.query(episodeProgressQuery)));
         } catch {
           // The workflow may be between runs or just finished; the next refresh catches up.
         }
       }
     };
-    const timer = setInterval(() => void refresh(), opts.refreshMs ?? 2000);
+    // A refresh still under way when the run ends is cancelled and awaited, so no call outlives the connection.
+    const timer = setInterval(() => {
+      refreshing = refreshing.then(refresh);
+    }, opts.refreshMs ?? 2000);
     finished.catch(() => undefined); // if interrupted, nobody awaits it any more
     try {
       results.push(...(await Promise.race([finished, aborted(opts.signal)])));
@@ -149,6 +153,7 @@ export async function runCommand(runDir: string, opts: RunOptions): Promise<RunS
     return { plan, results, succeeded: sum(results, (r) => r.succeeded), failed: sum(results, (r) => r.failed) };
   } finally {
     stopCalls();
+    await refreshing;
     if (worker) stopWorker(worker);
     await workerRun;
     if (!opts.temporal) await temporal.close();
