@@ -30,10 +30,9 @@ async function privateEnv(): Promise<NodeJS.ProcessEnv> {
 }
 
 describe('i2v run from the command line', () => {
-  it.each([
-    ['once: stops cleanly', 1],
-    ['twice: exits at once', 2],
-  ])('Ctrl-C %s with shots in flight, and the same command resumes them without paying twice', async (_label, presses) => {
+  // A forced exit (Ctrl-C twice) can land mid-POST, where SUBMIT_UNCERTAIN is the designed outcome; that variant
+  // belongs to the fault suite's process faults, not here.
+  it.each([['once: stops cleanly', 1]])('Ctrl-C %s with shots in flight, and the same command resumes them without paying twice', async (_label, presses) => {
     const runDir = await makeRunFolder(Array.from({ length: 4 }, (_, i) => ({ episode: 1, shot: i + 1, prompt: `镜头 ${i + 1}`, width: 640, height: 360 })));
     const env = await privateEnv();
     const args = [bin, 'run', runDir, '--provider', 'emulator', '--base-url', emulator.baseUrl, '--resolution', '480P', '--max-in-flight', '2'];
