@@ -1,0 +1,117 @@
+/** The bench's output: the table, where the time goes, the poll model, and each target of issue 6 checked. */
+import { round, type Distribution } from './measure';
+import type { RunMetrics } from './pipelines';
+import type { ScheduleOutcome } from './pollModel';
+
+export interface Target {
+  target: string;
+  met: boolean;
+  evidence: string;
+}
+
+
+export function checkTargets(runs: RunMetrics[]): Target[] {
+  const targets: Target[] = [];
+  const ours = runs.find((r) => r.scenario === 'default' && r.pipeline === 'ours');
+  const naive = runs.find((r) => r.scenario === 'default' && r.pipeline === 'naive');
+  if (ours && naive) {
+    targets.push({ target: 'makespan within 1.10× the ideal', met: ours.makespanOverIdeal <= 1.1, evidence: `${ours.makespanSeconds} s / ${ours.idealSeconds} s = ${ours.makespanOverIdeal}×` });
+    targets.push({ target: 'makespan no worse than the naive baseline', met: ours.makespanSeconds <= naive.makespanSeconds, evidence: `${ours.makespanSeconds} s vs ${naive.makespanSeconds} s` });
+    targets.push({
+      target: 'polls per task at most half the baseline\'s', met: ours.pollsPerTask.mean <= naive.pollsPerTask.mean / 2,
+      evidence: `${ours.pollsPerTask.mean} vs ${naive.pollsPerTask.mean} (${round(ours.pollsPerTask.mean / naive.pollsPerTask.mean, 2)}×)`,
+    });
+    targets.push({
+      target: 'detection lag p95 no worse than the baseline\'s', met: ours.detectionLagSeconds.p95 <= naive.detectionLagSeconds.p95,
+      evidence: `${ours.detectionLagSeconds.p95} s vs ${naive.detectionLagSeconds.p95} s`,
+    });
+  }
+  const scale = runs.find((r) => r.scenario === 'scale');
+  if (scale?.history) {
+    const perRun = Math.max(...scale.history.episodeEventsPerRun);
+    targets.push({ target: `${scale.shots} shots complete`, met: scale.succeeded === scale.shots, evidence: `${scale.succeeded} succeeded, ${scale.failed} failed` });
+    targets.push({ target: 'worker peak RSS under 400 MB', met: scale.process.peakRssMb < 400, evidence: `${scale.process.peakRssMb} MB` });
+    targets.push({ target: 'no shot workflow over 200 history events', met: scale.history.shotEvents.max <= 200, evidence: `max ${scale.history.shotEvents.max}` });
+    targets.push({
+      target: 'episode workflow under 10,000 events per run', met: perRun < 10_000,
+      evidence: `${scale.history.episodeRuns} run(s): ${scale.history.episodeEventsPerRun.join(' + ')} events`,
+    });
+  }
+  const [small, large] = runs.filter((r) => r.scenario === 'payload');
+  if (small?.history && large?.history) {
+    const a = small.history.shotBytes.p50;
+    const b = large.history.shotBytes.p50;
+    const diff = Math.abs(b - a) / a;
+    targets.push({
+      target: 'history bytes per shot do not grow with image size (within 5 %)', met: diff <= 0.05,
+      evidence: `p50 ${a} B (${formatBytes(small.inputImageBytesP50)} images) vs ${b} B (${formatBytes(large.inputImageBytesP50)} images): ${round(diff * 100, 2)} %; `
+        + `events p50 ${small.history.shotEvents.p50} vs ${large.history.shotEvents.p50}`,
+    });
+  }
+  return targets;
+}
+
+export function formatTable(runs: RunMetrics[]): string {
+  const d = (x: Distribution, unit = '') => `${x.p50}${unit} / ${x.p95}${unit}`;
+  const rows: Array<[string, (r: RunMetrics) => string]> = [
+    ['shots ok / failed', (r) => `${r.succeeded} / ${r.failed}`],
+    ['max in flight', (r) => (r.maxInFlight === null ? 'all' : String(r.maxInFlight))],
+    ['input image (p50)', (r) => formatBytes(r.inputImageBytesP50)],
+    ['submissions s (first – last)', (r) => `${r.submitSeconds.first} – ${r.submitSeconds.last}`],
+    ['last task ready s', (r) => String(r.lastReadySeconds)],
+    ['makespan s (all shots done)', (r) => String(r.makespanSeconds)],
+    ['ideal s (last ready + its files)', (r) => String(r.idealSeconds)],
+    ['makespan / ideal', (r) => `${r.makespanOverIdeal}×`],
+    ['command s (incl. validation, reports)', (r) => String(r.commandSeconds)],
+    ['detection lag s p50 / p95', (r) => d(r.detectionLagSeconds)],
+    ['detection lag s max', (r) => String(r.detectionLagSeconds.max)],
+    ['polls per task mean (p95)', (r) => `${r.pollsPerTask.mean} (${r.pollsPerTask.p95})`],
+    ['POSTs per shot', (r) => String(r.postsPerShot)],
+    ['video GETs per shot', (r) => String(r.downloadsPerShot)],
+    ['peak RSS MB (worker / baseline)', (r) => String(r.process.peakRssMb)],
+    ['worker peak RSS MB before any work', (r) => (r.idlePeakRssMb === undefined ? '–' : String(r.idlePeakRssMb))],
+    ['CPU s (process + ffmpeg children)', (r) => `${r.process.cpuSeconds} + ${r.process.childCpuSeconds}`],
+    ['Temporal server CPU s', (r) => (r.serverCpuSeconds === undefined ? '–' : String(r.serverCpuSeconds))],
+    ['shot history events p50 / max', (r) => (r.history ? `${r.history.shotEvents.p50} / ${r.history.shotEvents.max}` : '–')],
+    ['shot history bytes p50 / max', (r) => (r.history ? `${r.history.shotBytes.p50} / ${r.history.shotBytes.max}` : '–')],
+    ['shot payload bytes p50 / max', (r) => (r.history ? `${r.history.shotPayloadBytes.p50} / ${r.history.shotPayloadBytes.max}` : '–')],
+    ['episode runs (continue-as-new)', (r) => (r.history ? String(r.history.episodeRuns) : '–')],
+    ['episode events per run', (r) => (r.history ? r.history.episodeEventsPerRun.join(' + ') : '–')],
+    ['episode bytes per run', (r) => (r.history ? r.history.episodeBytesPerRun.map(formatBytes).join(' + ') : '–')],
+  ];
+  const header = ['', ...runs.map((r) => r.label)];
+  const body = rows.map(([name, f]) => [name, ...runs.map(f)]);
+  const widths = header.map((_, i) => Math.max(...[header, ...body].map((row) => (row[i] ?? '').length)));
+  const line = (row: string[]) => `| ${row.map((c, i) => (i === 0 ? c.padEnd(widths[i]!) : c.padStart(widths[i]!))).join(' | ')} |`;
+  return [line(header), `|${widths.map((w, i) => (i === 0 ? '-'.repeat(w + 2) : `${'-'.repeat(w + 1)}:`)).join('|')}|`, ...body.map(line)].join('\n');
+}
+
+/** Where a shot's time goes in the pipeline: per activity, mean per shot, waiting for a worker slot vs running. */
+export function formatActivities(runs: RunMetrics[]): string {
+  const ours = runs.filter((r) => r.history);
+  const names = [...new Set(ours.flatMap((r) => Object.keys(r.history!.activities)))];
+  const lines = ['Activities, mean per shot: calls, s waiting for a worker slot + s running'];
+  for (const name of names) {
+    const cells = ours.map((r) => {
+      const a = r.history!.activities[name];
+      return `${r.label}: ${a ? `${a.calls} × ${a.queueSeconds} + ${a.runSeconds}` : '–'}`;
+    });
+    lines.push(`  ${name.padEnd(15)} ${cells.join('   ')}`);
+  }
+  return lines.join('\n');
+}
+
+export function formatModel(outcomes: ScheduleOutcome[], timeFactor: number): string {
+  const lines = [`Poll schedules alone (no infrastructure; real seconds, × ${timeFactor} to compare with the table):`];
+  for (const o of outcomes) {
+    lines.push(`  ${o.schedule.padEnd(58)} ${String(o.pollsPerTask).padStart(6)} polls/task, lag p50 ${o.detectionLagSeconds.p50} s, p95 ${o.detectionLagSeconds.p95} s`);
+  }
+  return lines.join('\n');
+}
+
+function formatBytes(n: number): string {
+  if (!Number.isFinite(n)) return '–';
+  if (n >= 1e6) return `${round(n / 1e6, 2)} MB`;
+  if (n >= 1e3) return `${round(n / 1e3, 1)} KB`;
+  return `${n} B`;
+}
