@@ -1,3 +1,4 @@
+import { setMaxListeners } from 'node:events';
 /**
  * `i2v run`: scan the run folder, start (or re-attach to) one episode workflow per episode, show progress,
  * and summarise. Also the engine behind `demo`.
@@ -112,10 +113,24 @@ export async function runCommand(runDir: string, opts: RunOptions): Promise<RunS
     // Long-polls for results are cancelled before the connection closes (on Ctrl-C, say).
     const calls = new AbortController();
     stopCalls = () => calls.abort();
+    // The SDK adds an abort listener per gRPC call and never removes it, so each call gets a signal of its own,
+    // linked to `calls`, that is dropped with it (a long run makes thousands of progress queries).
+    const cancellable = async <T>(fn: () => Promise<T>): Promise<T> => {
+      const call = new AbortController();
+      // A result wait is one call per long poll, for as long as the episode runs.
+      setMaxListeners(0, call.signal);
+      const abort = () => call.abort();
+      calls.signal.addEventListener('abort', abort, { once: true });
+      try {
+        return await temporal.client.withAbortSignal(call.signal, fn);
+      } finally {
+        calls.signal.removeEventListener('abort', abort);
+      }
+    };
     const finished = Promise.all(
       started.map(async ({ name, handle }) => {
         try {
-          return await temporal.client.withAbortSignal(calls.signal, () => handle.result());
+          return await cancellable(() => handle.result());
         } catch (err) {
           if (calls.signal.aborted) throw new RunInterrupted('interrupted');
           // The episode workflow itself failed or was terminated: report it, keep the other episodes' results.
@@ -130,7 +145,7 @@ export async function runCommand(runDir: string, opts: RunOptions): Promise<RunS
       for (const { name, handle } of started) {
         if (!pending.has(name) || calls.signal.aborted) continue;
         try {
-          printer.update(name, await temporal.client.withAbortSignal(calls.signal, () => handle.query(episodeProgressQuery)));
+          printer.update(name, await cancellable(() => handle.query(episodeProgressQuery)));
         } catch {
           // The workflow may be between runs or just finished; the next refresh catches up.
         }
