@@ -10,12 +10,15 @@
  * Activities get the provider client and its API key from this process's own configuration; nothing secret
  * travels through Temporal.
  */
-import os from 'node:os';
+import { existsSync } from 'node:fs';
+import { readFile } from 'node:fs/promises';
 import path from 'node:path';
+import sharp from 'sharp';
 import { bundleWorkflowCode, NativeConnection, Worker, type WorkflowBundle } from '@temporalio/worker';
 import { createActivities } from './activities';
 import { DEFAULTS, type ProviderConfig } from './config';
 import { createProviderClient } from './provider/client';
+import { CPU_SLOTS } from './media/cpuSlots';
 import { ensureRuntime } from './temporal/runtime';
 import type { ActivityQueues } from './workflows/types';
 
@@ -28,12 +31,18 @@ export const WORKER_ROLES: readonly WorkerRole[] = ['workflows', 'submit', 'prov
 
 let bundle: Promise<WorkflowBundle> | undefined;
 
+/** Written by `npm run build` (scripts/bundle-workflows.mjs) beside the compiled code. */
+const PREBUILT_BUNDLE = path.join(__dirname, 'workflow-bundle.js');
+
 /**
- * Workflow code bundled once per process (bundling takes seconds; tests and the CLI reuse it). A folder path, not
- * require.resolve, so it works from the TypeScript sources (tests) and from dist/ alike.
+ * The workflow code, bundled: from dist/, the bundle made at build time; from the TypeScript sources (tests),
+ * bundled once per process (it takes seconds and leaves memory behind, so tests and the CLI reuse it). A folder
+ * path, not require.resolve, so it works from both.
  */
 export function workflowBundle(): Promise<WorkflowBundle> {
-  bundle ??= bundleWorkflowCode({ workflowsPath: path.join(__dirname, 'workflows'), logger: quietLogger });
+  bundle ??= existsSync(PREBUILT_BUNDLE)
+    ? readFile(PREBUILT_BUNDLE, 'utf8').then((code) => ({ code }))
+    : bundleWorkflowCode({ workflowsPath: path.join(__dirname, 'workflows'), logger: quietLogger });
   return bundle;
 }
 
@@ -58,6 +67,10 @@ export interface WorkerGroup {
 
 export async function createWorker(opts: WorkerOptions): Promise<WorkerGroup> {
   ensureRuntime();
+  // Each image is prepared once, so libvips' operation cache (up to 50 MB) would only hold memory; and one thread
+  // per image, since cpuSlots.ts already runs one image per core.
+  sharp.cache(false);
+  sharp.concurrency(1);
   const activities = createActivities({
     provider: createProviderClient(opts.provider),
     secrets: [opts.provider.apiKey],
@@ -79,11 +92,13 @@ export async function createWorker(opts: WorkerOptions): Promise<WorkerGroup> {
     // The server's limiter (a token bucket) lets a second's worth of tokens burst on top of its rate, so it is
     // given half the limit: the provider then never sees more than the limit in any one second.
     const limit = opts.submitsPerSecond ?? DEFAULTS.submitsPerSecond;
-    workers.push(await activityWorker(queues.submit, { maxConcurrentActivityTaskExecutions: 4, maxTaskQueueActivitiesPerSecond: limit / 2 }));
+    // Each submission holds its image as a data URL (up to 10 MB, several copies while sent): a few at once.
+    workers.push(await activityWorker(queues.submit, { maxConcurrentActivityTaskExecutions: 8, maxTaskQueueActivitiesPerSecond: limit / 2 }));
   }
   if (roles.includes('provider')) workers.push(await activityWorker(queues.provider, { maxConcurrentActivityTaskExecutions: 32 }));
-  // ffmpeg and sharp each use the cores they get: no more of them at once than there are cores.
-  if (roles.includes('media')) workers.push(await activityWorker(queues.media, { maxConcurrentActivityTaskExecutions: Math.max(1, os.availableParallelism()) }));
+  // The CPU-heavy part of media work is held to one job per core (cpuSlots.ts); around it, each activity mostly
+  // waits on the server and the disk, so more of them run at once than there are cores.
+  if (roles.includes('media')) workers.push(await activityWorker(queues.media, { maxConcurrentActivityTaskExecutions: 4 * CPU_SLOTS }));
   if (roles.includes('files')) workers.push(await activityWorker(queues.files, { maxConcurrentActivityTaskExecutions: 8 }));
   return {
     run: async () => {

@@ -11,6 +11,7 @@ import { DEFAULTS } from '../config';
 import { InputError } from '../errors';
 import { FfmpegError, runFfmpeg } from './binaries';
 import { writeFileAtomic } from '../atomic';
+import { withCpuSlot } from './cpuSlots';
 
 export interface ImageLimits {
   minSide: number;
@@ -55,8 +56,6 @@ const RECIPE_VERSION = 1;
 const QUALITY_MAX = 95;
 const QUALITY_MIN = 40;
 const SHRINK_STEP = 0.8;
-/** Decoding is memory-hungry; at most this many images are prepared at once per process. */
-const MAX_PARALLEL = 2;
 
 const SHARP_INPUT = { limitInputPixels: MAX_INPUT_PIXELS, failOn: 'error' } as const;
 
@@ -118,7 +117,7 @@ export async function prepareImage(
   cacheDir: string,
   limits: ImageLimits = DEFAULT_IMAGE_LIMITS,
 ): Promise<PreparedImage> {
-  return withSlot(() => prepare(path.resolve(sourcePath), path.resolve(cacheDir), limits));
+  return withCpuSlot(() => prepare(path.resolve(sourcePath), path.resolve(cacheDir), limits));
 }
 
 export interface ImagePreparationPlan {
@@ -139,7 +138,7 @@ export async function planImagePreparation(
   sourcePath: string,
   limits: ImageLimits = DEFAULT_IMAGE_LIMITS,
 ): Promise<ImagePreparationPlan> {
-  return withSlot(async () => {
+  return withCpuSlot(async () => {
     const absolute = path.resolve(sourcePath);
     try {
       const source = await readSource(absolute);
@@ -441,18 +440,4 @@ function limitsKey(limits: ImageLimits): string {
 
 function formatMb(bytes: number): string {
   return `${(bytes / (1024 * 1024)).toFixed(bytes % (1024 * 1024) === 0 ? 0 : 1)} MB`;
-}
-
-let active = 0;
-const waiting: Array<() => void> = [];
-
-async function withSlot<T>(fn: () => Promise<T>): Promise<T> {
-  while (active >= MAX_PARALLEL) await new Promise<void>((resolve) => waiting.push(resolve));
-  active++;
-  try {
-    return await fn();
-  } finally {
-    active--;
-    waiting.shift()?.();
-  }
 }

@@ -5,6 +5,7 @@ import type { FfprobeData } from 'fluent-ffmpeg';
 import sharp from 'sharp';
 import { FfmpegError, fluentFfmpeg, runFfmpeg } from './binaries';
 import { writeFileAtomic } from '../atomic';
+import { withCpuSlot } from './cpuSlots';
 
 /** The file is not a playable video: unreadable, no video stream, or no duration. */
 export class VideoInvalidError extends Error {
@@ -72,18 +73,19 @@ export async function extractThumbnails(
 ): Promise<Thumbnails> {
   const name = path.basename(videoPath);
   await fs.access(videoPath);
-  let png: Buffer;
-  try {
-    png = await runFfmpeg(['-i', videoPath, '-map', '0:v:0', '-frames:v', '1', '-c:v', 'png', '-f', 'image2pipe', 'pipe:1']);
-  } catch (err) {
-    if (err instanceof FfmpegError) throw new VideoInvalidError(`Cannot read a frame from ${name}: ${err.message}`);
-    throw err;
-  }
-  if (png.length === 0) throw new VideoInvalidError(`${name} has no frames.`);
-
-  const { width, height } = await sharp(png).metadata();
-  if (!width || !height) throw new VideoInvalidError(`${name} gave an empty first frame.`);
-  const small = await sharp(png).resize({ width: smallWidth }).png().toBuffer();
+  const { png, small, width, height } = await withCpuSlot(async () => {
+    let frame: Buffer;
+    try {
+      frame = await runFfmpeg(['-i', videoPath, '-map', '0:v:0', '-frames:v', '1', '-c:v', 'png', '-f', 'image2pipe', 'pipe:1']);
+    } catch (err) {
+      if (err instanceof FfmpegError) throw new VideoInvalidError(`Cannot read a frame from ${name}: ${err.message}`);
+      throw err;
+    }
+    if (frame.length === 0) throw new VideoInvalidError(`${name} has no frames.`);
+    const meta = await sharp(frame).metadata();
+    if (!meta.width || !meta.height) throw new VideoInvalidError(`${name} gave an empty first frame.`);
+    return { png: frame, small: await sharp(frame).resize({ width: smallWidth }).png().toBuffer(), width: meta.width, height: meta.height };
+  });
   await writeFileAtomic(thumbnailPath, png);
   await writeFileAtomic(smallThumbnailPath, small);
   return { thumbnailPath, smallThumbnailPath, width, height };

@@ -39,7 +39,10 @@ export async function writeExcelReport(runDir: string, report: RunReport): Promi
   for (const episode of report.episodes) await addEpisodeSheet(workbook, runDir, episode);
 
   const file = path.join(videosDir(runDir), EXCEL_REPORT_NAME);
-  await writeFileAtomic(file, new Uint8Array(await workbook.xlsx.writeBuffer()));
+  // Stored, not deflated: the thumbnails (most of the file) are PNGs already, and deflating every part in memory
+  // took about 40 % more of the worker's memory at the end of a 400-shot episode for a 12 % smaller file.
+  const zipped = await workbook.xlsx.writeBuffer({ zip: { compression: 'STORE' } } as ExcelJS.XlsxWriteOptions);
+  await writeFileAtomic(file, zipped as unknown as Uint8Array);
   return file;
 }
 
