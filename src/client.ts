@@ -12,6 +12,7 @@ import { createWorker, DEFAULT_ACTIVITY_QUEUES, stopWorker, WORKER_ROLES, type W
 import { ensureRuntime } from './temporal/runtime';
 import { DEFAULT_POLL_SCHEDULE } from './workflows/polling';
 import type { RunSettings } from './cli/plan';
+import type { GenerationEstimate } from './workflows/types';
 import { runCommand, RunInterrupted } from './cli/run';
 import { statusCommand } from './cli/status';
 import { requestRegeneration, waitForShot } from './cli/regenerate';
@@ -36,6 +37,8 @@ interface GenerationFlags {
   deadlineMinutes: number;
   resubmitUncertain?: boolean;
   filesQueue?: string;
+  /** Parsed --expected-seconds: a window, or null for "none"; undefined: the provider's default. */
+  expectedSeconds?: GenerationEstimate | null;
 }
 interface InputFlags {
   truncatePrompts?: boolean;
@@ -262,7 +265,25 @@ function addGenerationOptions(cmd: Command): Command {
     .option('--deadline-minutes <n>', 'stop waiting for a task this long after submitting it', positiveInt, DEFAULTS.deadlineSeconds / 60)
     .option('--resubmit-uncertain', 'when a submission\'s outcome is unknown (timeout, reset), submit again: may pay twice (default: stop, SUBMIT_UNCERTAIN)')
     .addOption(filesQueueOption())
-    .option('--submit-rate <n>', 'paid submissions per second across all workers', positiveNumber);
+    .option('--submit-rate <n>', 'paid submissions per second across all workers', positiveNumber)
+    .option(
+      '--expected-seconds <range>',
+      `generation time to expect until an episode has learned its own, as earliest-latest seconds, or "none" (default: ${expectedRangeText(DEFAULTS.expectedGeneration)} for 302 and dashscope, none for the emulator)`,
+      parseExpectedSeconds,
+    );
+}
+
+function expectedRangeText(e: GenerationEstimate): string {
+  return `${e.earliestSeconds}-${e.latestSeconds}`;
+}
+
+/** "90-300" (seconds) or "none". */
+function parseExpectedSeconds(value: string): GenerationEstimate | null {
+  if (value.trim().toLowerCase() === 'none') return null;
+  const m = /^\s*(\d+(?:\.\d+)?)\s*-\s*(\d+(?:\.\d+)?)\s*$/.exec(value);
+  const [earliest, latest] = m ? [Number(m[1]), Number(m[2])] : [NaN, NaN];
+  if (!(earliest >= 0 && latest > earliest)) throw new InvalidArgumentError('expected earliest-latest seconds, e.g. 90-300, or "none"');
+  return { earliestSeconds: earliest, typicalSeconds: (earliest + latest) / 2, latestSeconds: latest };
 }
 
 /** File work (downloads, tasks.json, reports) must run where the run folder is: a shared folder, or a host's own queue. */
@@ -278,7 +299,7 @@ function providerFromFlags(flags: ProviderFlags): ProviderConfig {
   return providerConfig(parseProviderKind(flags.provider), { baseUrl: flags.baseUrl });
 }
 
-function settingsFromFlags(flags: Partial<GenerationFlags> & InputFlags): RunSettings {
+function settingsFromFlags(flags: Partial<GenerationFlags & ProviderFlags> & InputFlags): RunSettings {
   const resolution = flags.resolution ?? DEFAULT_GENERATION.resolution;
   if (!['480P', '720P', '1080P'].includes(resolution)) throw new ConfigError(`Unknown resolution "${resolution}".`, 'Use 480P, 720P or 1080P.');
   const generation: GenerationParams = {
@@ -290,12 +311,20 @@ function settingsFromFlags(flags: Partial<GenerationFlags> & InputFlags): RunSet
     generation,
     deadlineSeconds: (flags.deadlineMinutes ?? DEFAULTS.deadlineSeconds / 60) * 60,
     poll: DEFAULT_POLL_SCHEDULE,
+    ...expectedGeneration(flags),
     maxInFlight: flags.maxInFlight ?? DEFAULTS.maxInFlight,
     upscaleSmall: flags.upscaleSmall ?? false,
     uncertainSubmit: flags.resubmitUncertain ? 'resubmit' : 'fail',
     queues: { ...DEFAULT_ACTIVITY_QUEUES, files: flags.filesQueue ?? DEFAULT_ACTIVITY_QUEUES.files },
     maxInFlightPerRun: flags.maxInFlightRun,
   };
+}
+
+/** The expected generation time: as given, else the real service's for a real provider (the emulator is far quicker). */
+function expectedGeneration(flags: Partial<GenerationFlags & ProviderFlags>): Pick<RunSettings, 'expectedGeneration'> {
+  if (flags.expectedSeconds === null) return {};
+  if (flags.expectedSeconds) return { expectedGeneration: flags.expectedSeconds };
+  return flags.provider === 'emulator' ? {} : { expectedGeneration: { ...DEFAULTS.expectedGeneration } };
 }
 
 /** The configured server (its errors are reported), else the embedded one if it is running; never starts one. */

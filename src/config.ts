@@ -47,6 +47,13 @@ export const DEFAULTS = {
   thumbnailSmallWidth: 150,
   /** Paid submissions per second across all workers (published limits are 2–5 RPS per account). */
   submitsPerSecond: 2,
+  /**
+   * How long the real service takes from submission to a finished video, until an episode has learned its own
+   * figures from finished shots: most tasks 1.5–3 min, a tail to 5 min (reference §6: "typically 1–5 min";
+   * flash at 720P is at the quick end). Shots check first just after `earliestSeconds`, then densely up to
+   * `latestSeconds`. Not used with the emulator, which is much quicker.
+   */
+  expectedGeneration: { earliestSeconds: 90, typicalSeconds: 135, latestSeconds: 300 },
 } as const;
 
 export const DEFAULT_GENERATION: GenerationParams = {

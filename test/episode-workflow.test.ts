@@ -10,6 +10,7 @@ import { scanRun } from '../src/runs/scan';
 import { readTaskRecord } from '../src/runs/taskRecord';
 import { DEFAULT_POLL_SCHEDULE } from '../src/workflows/polling';
 import { episodeProgressQuery, regenerateUpdate } from '../src/workflows/messages';
+import { shotWorkflowId } from '../src/workflows/ids';
 import { maybeRecordHistory } from './helpers/histories';
 import type { EpisodeWorkflowInput } from '../src/workflows/types';
 import type { episodeWorkflow } from '../src/workflows/episode';
@@ -112,6 +113,50 @@ describe('episodeWorkflow', () => {
     expect(firstRun.at(-1)?.eventType).toBe(temporal.api.enums.v1.EventType.EVENT_TYPE_WORKFLOW_EXECUTION_CONTINUED_AS_NEW);
     const carried = firstRun.at(-1)?.workflowExecutionContinuedAsNewEventAttributes;
     expect(carried?.newExecutionRunId).toBeTruthy();
+  });
+
+  it('polls its first shots on the expected generation time, and later ones on what it has learned', async () => {
+    const shots = Array.from({ length: 5 }, (_, i) => ({ episode: 1, shot: i + 1, prompt: `镜头 ${i + 1}` }));
+    // The emulator's tasks take a fraction of a second; the expectation says 10–15 min.
+    const input = await episodeInput(shots, { maxInFlight: 1, expectedGeneration: { earliestSeconds: 600, typicalSeconds: 700, latestSeconds: 900 } });
+    const result = await (await run(input)).result();
+    expect(result).toMatchObject({ succeeded: 5, failed: 0 });
+    const dense = DEFAULT_POLL_SCHEDULE.denseSeconds!;
+    const firstWaits = await Promise.all(result.shots.map(async (s) => {
+      const events = (await pipeline.env.client.workflow.getHandle(shotWorkflowId(input.runId, 1, s.shot, 1)).fetchHistory()).events ?? [];
+      // Timers in order: the 2 h deadline, then the wait before the first check.
+      const timers = events.flatMap((e) => (e.timerStartedEventAttributes ? [Number(String(e.timerStartedEventAttributes.startToFireTimeout?.seconds ?? 0))] : []));
+      expect(timers[0]).toBe(7200);
+      return timers[1];
+    }));
+    // No check is spent before the expected earliest finish: the first three shots check first 609 s in.
+    expect(firstWaits.slice(0, 3)).toEqual([600 + dense, 600 + dense, 600 + dense]);
+    // Three finished shots are enough to learn from: the next ones check within seconds, as their tasks do.
+    for (const wait of firstWaits.slice(3)) expect(wait).toBeLessThanOrEqual(dense + 3);
+  });
+
+  it('tells its last running shots to check more often, for a bounded time', async () => {
+    const input = await episodeInput([{ episode: 1, shot: 1, prompt: '很快' }, { episode: 1, shot: 2, prompt: '卡住 [emulator:stuck]' }], { deadlineSeconds: 1200 });
+    const handle = await run(input);
+    const result = await handle.result();
+    expect(result.shots.map((s) => s.status)).toEqual(['SUCCESS', 'FAILED']);
+    const shot = pipeline.env.client.workflow.getHandle(shotWorkflowId(input.runId, 1, 2, 1));
+    await maybeRecordHistory('episode-poll-hints', pipeline.env.client.workflow.getHandle(handle.workflowId));
+    await maybeRecordHistory('shot-poll-hint', shot);
+    const events = (await shot.fetchHistory()).events ?? [];
+    const hintAt = events.findIndex((e) => e.workflowExecutionSignaledEventAttributes?.signalName === 'pollHint');
+    expect(hintAt).toBeGreaterThan(0); // once shot 1 was done, shot 2 was all the episode waited for
+    const seconds = (d: { seconds?: unknown; nanos?: number | null } | null | undefined) => Number(String(d?.seconds ?? 0)) + (d?.nanos ?? 0) / 1e9;
+    const waits = (from: number, to: number) => events.slice(from, to).flatMap((e) => (e.timerStartedEventAttributes ? [seconds(e.timerStartedEventAttributes.startToFireTimeout)] : []));
+    const before = waits(0, hintAt).slice(1); // without the 2 h deadline timer
+    const after = waits(hintAt, events.length);
+    const { initialSeconds, maxSeconds } = DEFAULT_POLL_SCHEDULE;
+    // Before the hint, the usual backoff; after it, a check every 5 s for 4 × the 60 s cap, then the backoff again.
+    expect(before[0]).toBe(initialSeconds);
+    const hinted = after.filter((w) => w <= initialSeconds).length;
+    expect(hinted).toBeGreaterThanOrEqual((4 * maxSeconds) / initialSeconds - 2);
+    expect(hinted).toBeLessThanOrEqual((4 * maxSeconds) / initialSeconds + 2);
+    expect(after.at(-1)).toBe(maxSeconds);
   });
 
   it('takes regenerate requests while it runs: a new take for a running shot, a new prompt for a queued one', async () => {

@@ -63,20 +63,27 @@ describe('learned polling', () => {
     expect(estimateGeneration([100, 120])).toBeUndefined();
   });
 
-  it('waits for the earliest plausible finish, then checks every dense interval, then backs off', () => {
-    expect(nextPollDelaySeconds(0, 0, DEFAULT_POLL_SCHEDULE, estimate)).toBe(90);
-    expect(nextPollDelaySeconds(1, 90, DEFAULT_POLL_SCHEDULE, estimate)).toBe(10);
-    expect(nextPollDelaySeconds(5, 190, DEFAULT_POLL_SCHEDULE, estimate)).toBe(10);
-    expect(nextPollDelaySeconds(6, 200, DEFAULT_POLL_SCHEDULE, estimate)).toBe(15);
+  it('checks first a dense interval after the earliest plausible finish, then every dense interval, then backs off', () => {
+    expect(nextPollDelaySeconds(0, 0, DEFAULT_POLL_SCHEDULE, estimate)).toBe(99);
+    expect(nextPollDelaySeconds(1, 99, DEFAULT_POLL_SCHEDULE, estimate)).toBe(9);
+    expect(nextPollDelaySeconds(5, 190, DEFAULT_POLL_SCHEDULE, estimate)).toBe(9);
+    expect(nextPollDelaySeconds(6, 200, DEFAULT_POLL_SCHEDULE, estimate)).toBe(13.5);
     expect(nextPollDelaySeconds(9, 260, DEFAULT_POLL_SCHEDULE, estimate)).toBe(60);
+    // A shot resumed part-way (a later run) keeps to the same plan.
+    expect(nextPollDelaySeconds(0, 50, DEFAULT_POLL_SCHEDULE, estimate)).toBe(49);
   });
 
-  it('sees a task within the dense interval anywhere in the window, with far fewer checks than polling every 10 s', () => {
-    for (const readyAt of [95, 120, 150, 199]) {
-      const { polls, lag } = simulate(readyAt);
-      expect(lag).toBeLessThanOrEqual(10);
-      expect(polls).toBeLessThanOrEqual(Math.ceil(readyAt / 10) / 2 + 2);
+  it('sees a task within the dense interval anywhere in the window, with about half the checks of polling every 10 s', () => {
+    const readyTimes = Array.from({ length: 110 }, (_, i) => 90 + i);
+    let polls = 0;
+    let naivePolls = 0;
+    for (const readyAt of readyTimes) {
+      const seen = simulate(readyAt);
+      expect(seen.lag).toBeLessThanOrEqual(DEFAULT_POLL_SCHEDULE.denseSeconds!);
+      polls += seen.polls;
+      naivePolls += Math.ceil(readyAt / 10);
     }
+    expect(polls / naivePolls).toBeLessThan(0.5);
   });
 
   it('estimates a window from the spread of finished shots, widened by a margin', () => {

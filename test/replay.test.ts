@@ -1,7 +1,7 @@
 /**
  * Replays recorded histories against the current workflow code: a change that would break workflows already
  * running (non-determinism) fails here. Re-record with `npm run record-histories` only for a deliberate,
- * versioned (patched) change.
+ * versioned (patched) change, and keep the previous recordings beside them as `<name>.v<N>.binpb`.
  */
 import { readdirSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
@@ -16,6 +16,10 @@ describe('replay of recorded histories', () => {
     expect(fixtures).toEqual(expect.arrayContaining([
       'episode-success.binpb', 'episode-transient-retry.binpb', 'episode-moderation.binpb', 'episode-regenerate.binpb', 'episode-continue-as-new.binpb',
       'shot-deadline.binpb', 'shot-failed.binpb', 'shot-success.binpb',
+      // With poll hints from the episode to its last shots (patch 'endgame-poll-hints').
+      'episode-poll-hints.binpb', 'shot-poll-hint.binpb',
+      // Recorded before the patches 'phase-signal-alongside' and 'endgame-poll-hints': workflows started then still replay.
+      'episode-success.v1.binpb', 'episode-continue-as-new.v1.binpb', 'shot-deadline.v1.binpb', 'shot-success.v1.binpb',
     ]));
   });
 

@@ -6,7 +6,7 @@ import type { UncertainSubmitPolicy } from '../activities';
 import type { GenerationParams } from '../config';
 import type { PlannedEpisode, RunPlan } from '../runs/scan';
 import type { TaskRecordEntry } from '../runs/taskRecord';
-import type { ActivityQueues, EpisodeWorkflowInput, PollSchedule, ShotResult, ShotSpec } from '../workflows/types';
+import type { ActivityQueues, EpisodeWorkflowInput, GenerationEstimate, PollSchedule, ShotResult, ShotSpec } from '../workflows/types';
 
 /** Task ends after which only a new submission can help: the provider itself failed, cancelled or lost the task. */
 const PROVIDER_ENDED = new Set(['FAILED', 'CANCELED', 'UNKNOWN']);
@@ -15,6 +15,8 @@ export interface RunSettings {
   generation: GenerationParams;
   deadlineSeconds: number;
   poll: PollSchedule;
+  /** What generation is expected to take until an episode has learned it (absent: backoff until then). */
+  expectedGeneration?: GenerationEstimate;
   maxInFlight: number;
   /** Enlarge images under the API's 360 px minimum instead of refusing them. */
   upscaleSmall?: boolean;
@@ -77,6 +79,7 @@ export function episodeInput(
     generation: settings.generation,
     deadlineSeconds: settings.deadlineSeconds,
     poll: settings.poll,
+    ...(settings.expectedGeneration ? { expectedGeneration: settings.expectedGeneration } : {}),
     maxInFlight: settings.maxInFlight,
     upscaleSmall: settings.upscaleSmall,
     uncertainSubmit: settings.uncertainSubmit,

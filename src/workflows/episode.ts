@@ -3,9 +3,10 @@
  * `progress` query and accepts `regenerate` updates while it runs. Deterministic: no I/O here.
  */
 import {
-  type ActivityOptions, ActivityFailure, ChildWorkflowFailure, allHandlersFinished, proxyActivities, condition, continueAsNew, setCurrentDetails, setHandler, startChild, upsertSearchAttributes, workflowInfo,
+  type ActivityOptions, type ChildWorkflowHandle, ActivityFailure, ChildWorkflowFailure, allHandlersFinished, proxyActivities, condition, continueAsNew, patched, setCurrentDetails, setHandler,
+  startChild, upsertSearchAttributes, workflowInfo,
 } from '@temporalio/workflow';
-import { episodeProgressQuery, regenerateUpdate, shotPhaseSignal } from './messages';
+import { episodeProgressQuery, pollHintSignal, regenerateUpdate, shotPhaseSignal } from './messages';
 import type { Activities } from '../activities';
 import { shotWorkflowId } from './ids';
 import { addSample, estimateGeneration } from './polling';
@@ -28,7 +29,20 @@ interface ShotState {
   rerun: boolean;
   /** New takes started automatically after transient task failures. */
   autoRetries: number;
+  /** The running take's workflow, once started. */
+  child?: ChildWorkflowHandle<typeof shotWorkflow>;
+  /** The running take has been told to check more often (see ENDGAME_SHOTS). */
+  hinted?: boolean;
 }
+
+/**
+ * When nothing is queued and at most this many takes are still running, the whole episode waits on them: each
+ * is told to check every `poll.initialSeconds` from then on, so the episode ends as soon as they do. A few
+ * shots checking more often for a while cost little next to what the episode as a whole spends.
+ */
+const ENDGAME_SHOTS = 3;
+/** Patch: the episode sends poll hints to its last running takes. */
+const ENDGAME_HINTS = 'endgame-poll-hints';
 
 export async function episodeWorkflow(input: EpisodeWorkflowInput): Promise<EpisodeResult> {
   const doneByKey = new Map(input.done.map((r) => [r.key, r]));
@@ -78,16 +92,18 @@ export async function episodeWorkflow(input: EpisodeWorkflowInput): Promise<Epis
     state.running = true;
     inFlight++;
     try {
+      state.hinted = false;
       const child = await startChild(shotWorkflow, {
         workflowId: shotWorkflowId(input.runId, spec.episode, spec.shot, spec.take),
         args: [{
           runDir: input.runDir, runId: input.runId, shot: spec, generation: input.generation, deadlineSeconds: input.deadlineSeconds,
-          poll: input.poll, uncertainSubmit: input.uncertainSubmit, searchAttributes: input.searchAttributes, estimate: estimateGeneration(samples),
+          poll: input.poll, uncertainSubmit: input.uncertainSubmit, searchAttributes: input.searchAttributes, estimate: estimateGeneration(samples) ?? input.expectedGeneration,
           upscaleSmall: input.upscaleSmall, queues: input.queues,
         }],
         staticSummary: `${spec.name} take ${spec.take}: ${summaryText(spec.prompt, 60)}`,
         typedSearchAttributes: input.searchAttributes ? shotSearchAttributes(input.runId, spec.episode, spec.shot) : undefined,
       });
+      state.child = child;
       const result = await child.result();
       if (result.generationSeconds !== undefined) samples = addSample(samples, result.generationSeconds);
       if (shouldRetryAsNewTake(result, state, input)) {
@@ -104,6 +120,7 @@ export async function episodeWorkflow(input: EpisodeWorkflowInput): Promise<Epis
       settle(state, spec, { key: spec.key, episode: spec.episode, shot: spec.shot, take: spec.take, status: 'FAILED', polls: 0, errorCode: 'ShotWorkflowFailed', errorMessage: message, taskId: state.progress.taskId });
     } finally {
       state.running = false;
+      state.child = undefined;
       inFlight--;
       if (state.rerun) {
         state.rerun = false;
@@ -112,6 +129,8 @@ export async function episodeWorkflow(input: EpisodeWorkflowInput): Promise<Epis
       setCurrentDetails(detailsOf(progressOf(input.episode, shots)));
     }
   };
+
+  void hintLastShots(shots, queue, input.poll.initialSeconds);
 
   for (;;) {
     await condition(() => (queue.length > 0 && inFlight < input.maxInFlight) || inFlight === 0);
@@ -144,6 +163,24 @@ export async function episodeWorkflow(input: EpisodeWorkflowInput): Promise<Epis
     failed,
     shots: results,
   };
+}
+
+/** Runs for the life of the episode run: tells each of its last few running takes, once, to check more often. */
+async function hintLastShots(shots: Map<string, ShotState>, queue: string[], everySeconds: number): Promise<void> {
+  const toHint = (): ShotState[] => {
+    if (queue.length > 0) return [];
+    const running = [...shots.values()].filter((s) => s.running);
+    if (running.length > ENDGAME_SHOTS) return [];
+    return running.filter((s) => s.child && !s.hinted && s.progress.phase === 'generating');
+  };
+  for (;;) {
+    await condition(() => toHint().length > 0);
+    if (!patched(ENDGAME_HINTS)) return; // an episode started before hints existed carries on without them
+    for (const state of toHint()) {
+      state.hinted = true;
+      state.child!.signal(pollHintSignal, { everySeconds }).catch(() => undefined); // it may just have finished
+    }
+  }
 }
 
 const REPORTS: ActivityOptions = { startToCloseTimeout: '10 minutes', heartbeatTimeout: '15 seconds', retry: { maximumAttempts: 3 } };

@@ -13,9 +13,12 @@ import {
   workflowInfo,
   setCurrentDetails,
   upsertSearchAttributes,
+  patched,
+  CancellationScope,
+  condition,
 } from '@temporalio/workflow';
 import type { Activities } from '../activities';
-import { shotPhaseSignal, shotProgressQuery } from './messages';
+import { pollHintSignal, shotPhaseSignal, shotProgressQuery } from './messages';
 import { nextPollDelaySeconds } from './polling';
 import type { ActivityQueues, ShotPhase, ShotProgress, ShotResult, ShotWorkflowInput } from './types';
 import { submissionKey } from './ids';
@@ -59,6 +62,9 @@ const RECORD: ActivityOptions = {
 
 const activities = proxyActivities<Activities>(PREP);
 
+/** Patch: phase signals to the episode are sent alongside the next step instead of awaited before it. */
+const PHASE_SIGNAL_ALONGSIDE = 'phase-signal-alongside';
+
 /** Runs an activity with its options, on the queue for its kind of work, with a one-line summary (the event history then reads like a story). */
 function act<K extends keyof Activities>(
   queues: ActivityQueues | undefined, name: K, options: ActivityOptions, summary: string, ...args: Parameters<Activities[K]>
@@ -101,7 +107,12 @@ export async function shotWorkflow(input: ShotWorkflowInput): Promise<ShotResult
   const progress: ShotProgress = { key: shot.key, shot: shot.shot, take: shot.take, phase: 'queued' };
   let polls = 0;
   let providerEnd: ProviderEnd;
+  const hint: HintState = { arrived: false };
   setHandler(shotProgressQuery, () => progress);
+  setHandler(pollHintSignal, ({ everySeconds }) => {
+    hint.everySeconds = everySeconds;
+    hint.arrived = true;
+  });
 
   const enter = async (phase: ShotPhase, taskId?: string): Promise<void> => {
     progress.phase = phase;
@@ -109,7 +120,12 @@ export async function shotWorkflow(input: ShotWorkflowInput): Promise<ShotResult
     setCurrentDetails(`**${phase}**${progress.taskId ? ` · task \`${progress.taskId}\`` : ''}${polls ? ` · ${polls} polls` : ''}`);
     if (input.searchAttributes) upsertSearchAttributes([{ key: I2V_STATE, value: phase }]);
     // The episode learns the task id and the download phase; it sees the rest from the result (fewer events).
-    if (phase === 'generating' || phase === 'downloading') await notifyParent({ key: shot.key, take: shot.take, phase, taskId: progress.taskId });
+    if (phase === 'generating' || phase === 'downloading') {
+      const signalled = notifyParent({ key: shot.key, take: shot.take, phase, taskId: progress.taskId });
+      // Waiting for the signal to be delivered cost a workflow task before the next step (the download, right
+      // after the task is seen finished); newer runs send it alongside. Older histories replay the wait.
+      if (!patched(PHASE_SIGNAL_ALONGSIDE)) await signalled;
+    }
   };
 
   const base = { key: shot.key, episode: shot.episode, shot: shot.shot, take: shot.take };
@@ -130,7 +146,7 @@ export async function shotWorkflow(input: ShotWorkflowInput): Promise<ShotResult
     await act(queues, 'recordShot', RECORD, 'Record the task id in tasks.json', { runDir, shot, generation: input.generation, update: { kind: 'submitted', taskId: submitted.taskId } });
 
     const remainingMs = input.deadlineSeconds * 1000 - submitted.elapsedSinceSubmitMs;
-    const outcome = await pollUntilDone(submitted.taskId, remainingMs, input, () => ++polls);
+    const outcome = await pollUntilDone(submitted.taskId, remainingMs, input, hint, () => ++polls);
     providerEnd = outcome.status;
     if (!outcome.succeeded || !outcome.videoUrl) {
       throw new ShotFailed(outcome.code ?? outcome.status, describeTaskEnd(outcome));
@@ -162,11 +178,23 @@ export async function shotWorkflow(input: ShotWorkflowInput): Promise<ShotResult
 
 type TaskCheck = Awaited<ReturnType<Activities['checkTask']>>;
 
+/** The episode's latest poll hint; `arrived` until the polling loop has acted on it. */
+interface HintState {
+  everySeconds?: number;
+  arrived: boolean;
+  /** Seconds after submission until which the hint holds (set when the polling loop first sees it). */
+  untilSeconds?: number;
+}
+
+/** Without an expected window, a hint holds this many backoff caps' worth of time, so a stuck task is not checked often for hours. */
+const HINT_SPAN_WITHOUT_ESTIMATE = 4;
+
 /**
  * Checks the task on a capped backoff until it ends. The deadline is a durable timer of its own, so it holds
- * across worker restarts; it is left to lapse (not cancelled) once the task ends.
+ * across worker restarts; it is left to lapse (not cancelled) once the task ends. A poll hint from the episode
+ * cuts the current wait short and caps the waits after it.
  */
-async function pollUntilDone(taskId: string, remainingMs: number, input: ShotWorkflowInput, countPoll: () => number): Promise<TaskCheck> {
+async function pollUntilDone(taskId: string, remainingMs: number, input: ShotWorkflowInput, hint: HintState, countPoll: () => number): Promise<TaskCheck> {
   if (remainingMs <= 0) {
     // A later run after the deadline: the task may well have finished meanwhile (it stays queryable for 24 h).
     countPoll();
@@ -180,15 +208,36 @@ async function pollUntilDone(taskId: string, remainingMs: number, input: ShotWor
   });
   let waited = input.deadlineSeconds - remainingMs / 1000;
   for (let i = 0; ; i++) {
-    const delay = nextPollDelaySeconds(i, waited, input.poll, input.estimate);
-    waited += delay;
-    await Promise.race([sleep(delay * 1000, { summary: `Wait ${delay} s before status check ${i + 1}` }), deadline]);
+    const planned = nextPollDelaySeconds(i, waited, input.poll, input.estimate);
+    // A hint holds across the expected window; a task past it is a straggler and backs off as before.
+    if (hint.everySeconds !== undefined && hint.untilSeconds === undefined) {
+      hint.untilSeconds = input.estimate ? input.estimate.latestSeconds : waited + HINT_SPAN_WITHOUT_ESTIMATE * input.poll.maxSeconds;
+    }
+    const hinted = hint.everySeconds !== undefined && waited < hint.untilSeconds!;
+    const delay = hinted ? Math.min(planned, hint.everySeconds!) : planned;
+    hint.arrived = false;
+    const sleptFrom = new Date().getTime();
+    const woken = await waitUnlessHinted(delay, `Wait ${delay} s before status check ${i + 1}`, deadline, hint);
+    waited += woken ? (new Date().getTime() - sleptFrom) / 1000 : delay;
     const n = countPoll();
     const state = await checkOnce(input.queues, taskId);
     if (state?.done) return state;
     setCurrentDetails(`**generating** · task \`${taskId}\` · ${n} polls · last status ${state?.status ?? 'unreachable'}`);
     if (deadlinePassed) throw new ShotFailed('DeadlineExceeded', deadlineMessage(taskId, input.deadlineSeconds));
   }
+}
+
+/**
+ * Waits `seconds` before the next check; true if a poll hint cut the wait short (its timer is then cancelled).
+ * Once the deadline has passed, returns at once, leaving the timer to lapse.
+ */
+async function waitUnlessHinted(seconds: number, summary: string, deadline: Promise<void>, hint: HintState): Promise<boolean> {
+  const scope = new CancellationScope();
+  const wait = scope.run(() => Promise.race([sleep(seconds * 1000, { summary }).then(() => false), condition(() => hint.arrived).then(() => true)]));
+  const woken = await Promise.race([wait, deadline.then(() => undefined)]);
+  // Cancelling now drops the pending condition, or the timer if the hint won; never a timer raced by the deadline.
+  if (woken !== undefined) scope.cancel();
+  return woken === true;
 }
 
 /** One status check. A transient failure that outlasts the activity's retries is just a missed poll. */

@@ -24,7 +24,7 @@ export interface ActivityQueues {
   files: string;
 }
 
-/** How long generation takes, learned from the episode's finished shots (seconds from submission). */
+/** How long generation takes (seconds from submission): expected for the service, or learned from the episode's finished shots. */
 export interface GenerationEstimate {
   earliestSeconds: number;
   typicalSeconds: number;
@@ -43,7 +43,7 @@ export interface ShotWorkflowInput {
   uncertainSubmit?: UncertainSubmitPolicy;
   /** The server has our custom search attributes registered: keep `I2vState` up to date. */
   searchAttributes?: boolean;
-  /** Expected generation time, when the episode has learned one. */
+  /** Expected generation time: the episode's own estimate once it has one, else the configured expectation. */
   estimate?: GenerationEstimate;
   /** Enlarge images under the API's 360 px minimum instead of refusing them. */
   upscaleSmall?: boolean;
@@ -84,6 +84,8 @@ export interface EpisodeWorkflowInput {
   generation: GenerationParams;
   deadlineSeconds: number;
   poll: PollSchedule;
+  /** What generation is expected to take before the episode has learned it (absent: plain backoff until then). */
+  expectedGeneration?: GenerationEstimate;
   /** Shot workflows of this episode running at once. */
   maxInFlight: number;
   /** New takes started automatically after a task fails for a transient reason (default 1). */
@@ -153,4 +155,9 @@ export interface ShotPhaseUpdate {
   take: number;
   phase: ShotPhase;
   taskId?: string;
+}
+
+/** From the episode to a shot still generating: check this often from now on (its last few shots hold it up). */
+export interface PollHint {
+  everySeconds: number;
 }
