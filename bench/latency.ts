@@ -3,7 +3,7 @@
  * run that would take many minutes at the provider takes a fraction of that here, with every interval of both
  * pipelines (poll schedules, PENDING time, generation time, deadline) shrunk alike.
  */
-import type { PollSchedule } from '../src/workflows/types';
+import type { GenerationEstimate, PollSchedule } from '../src/workflows/types';
 
 /** `real`: the service's distribution; `near-zero`: ready once rendered; `fixed`: every task the same (PENDING 3 s + 60 s). */
 export type LatencyModel = 'real' | 'near-zero' | 'fixed';
@@ -58,6 +58,12 @@ export function scalePollSchedule(schedule: PollSchedule, timeFactor: number): P
     maxSeconds: s(schedule.maxSeconds),
     ...(schedule.denseSeconds !== undefined ? { denseSeconds: s(schedule.denseSeconds) } : {}),
   };
+}
+
+/** An expected generation time with every figure scaled. */
+export function scaleEstimate(estimate: GenerationEstimate, timeFactor: number): GenerationEstimate {
+  const s = (seconds: number) => Math.round(seconds * timeFactor * 1000) / 1000;
+  return { earliestSeconds: s(estimate.earliestSeconds), typicalSeconds: s(estimate.typicalSeconds), latestSeconds: s(estimate.latestSeconds) };
 }
 
 /** The naive baseline's fixed interval between status checks, at the real service. */

@@ -96,6 +96,8 @@ export interface HistoryFacts {
   bytes: number;
   /** Payload data and metadata only (inputs, results, signals, memo, search attributes). */
   payloadBytes: number;
+  /** Time of the first event (the run's start). */
+  startedAt: number;
   /** Time of the last event (the run's close). */
   closedAt: number;
   /** Per activity type, summed over its calls: scheduled → started (waiting for a worker slot) and started → completed, ms. */
@@ -133,6 +135,7 @@ export async function historyFacts(temporal: TemporalHandle, workflowId: string,
     events: events.length,
     bytes: proto.api.history.v1.History.encode(history).finish().length,
     payloadBytes: payloadBytes(history),
+    startedAt: timestampMs(events[0]?.eventTime),
     closedAt: timestampMs(events[events.length - 1]?.eventTime),
     activities,
     continuedFromRunId: first?.continuedExecutionRunId || undefined,

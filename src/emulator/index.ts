@@ -38,6 +38,11 @@ export interface EmulatorOptions {
   random?: () => number;
   /** Draws each task's RUNNING time in ms, replacing runningMs and runningJitterMs (e.g. the benchmark's latency distribution). */
   runningMsSampler?: () => number;
+  /**
+   * Render at the lowest CPU priority. The rendering stands for the provider's own compute, which a real run does
+   * not share with the pipeline; on one machine (the bench), this keeps it to CPU the pipeline leaves idle.
+   */
+  renderAtLowPriority?: boolean;
   /** Length of every rendered MP4; default the request's parameters.duration, else the model's default (5). */
   videoSeconds?: number;
   /** Default 30. */
@@ -90,7 +95,7 @@ export async function startEmulator(options: EmulatorOptions = {}): Promise<Emul
     const clock = Date.now;
     const faults = new FaultSwitches(options.faults);
     const ledger = await LedgerBook.open(options.ledgerFile);
-    const renderer = new Renderer(await resolveFfmpegPath(options.ffmpegPath), workDir, RENDER_CONCURRENCY);
+    const renderer = new Renderer(await resolveFfmpegPath(options.ffmpegPath), workDir, RENDER_CONCURRENCY, options.renderAtLowPriority);
     let origin = '';
     const server = createServer(
       createRequestListener({

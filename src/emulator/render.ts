@@ -6,6 +6,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { rename, rm, stat, writeFile } from 'node:fs/promises';
 import path from 'node:path';
+import os from 'node:os';
 import sharp from 'sharp';
 import type { Resolution } from '../provider/types';
 import { TIER_PIXELS } from './models';
@@ -66,6 +67,8 @@ export class Renderer {
     private readonly ffmpegPath: string,
     private readonly workDir: string,
     private readonly concurrency = 2,
+    /** Run ffmpeg at the lowest CPU priority (nice 19), so it only takes CPU nothing else wants. */
+    private readonly lowPriority = false,
   ) {}
 
   /** Writes a submitted image to the work dir, so a queued job holds a path rather than megabytes of memory. */
@@ -131,6 +134,13 @@ export class Renderer {
     return new Promise((resolve, reject) => {
       const child = spawn(this.ffmpegPath, args, { stdio: ['ignore', 'ignore', 'pipe'] });
       this.children.add(child);
+      if (this.lowPriority && child.pid !== undefined) {
+        try {
+          os.setPriority(child.pid, 19);
+        } catch {
+          // Not permitted here: it runs at normal priority.
+        }
+      }
       let stderrTail = '';
       child.stderr?.setEncoding('utf8').on('data', (chunk: string) => {
         stderrTail = (stderrTail + chunk).slice(-2000);
