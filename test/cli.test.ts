@@ -75,6 +75,7 @@ describe('i2v run from the command line', () => {
     const run = (...args: string[]) => promisify(execFile)(process.execPath, [bin, ...args]).then(() => 0, (err: { code: number; stderr: string }) => ({ code: err.code, stderr: err.stderr }));
     expect(await run('run')).toMatchObject({ code: 2, stderr: expect.stringMatching(/missing required argument 'runDir'/) });
     expect(await run('run', '/tmp', '--max-in-flight', '0')).toMatchObject({ code: 2, stderr: expect.stringMatching(/positive whole number/) });
+    expect(await run('run', '/tmp', '--expected-seconds', '300-90')).toMatchObject({ code: 2, stderr: expect.stringMatching(/earliest-latest seconds, e\.g\. 90-300, or "none"/) });
     expect(await run('validate', '/nonexistent-run-folder')).toMatchObject({ code: 2, stderr: expect.stringMatching(/Error: Run folder \/nonexistent-run-folder does not exist/) });
   });
 });

@@ -68,8 +68,10 @@ export function createActivities(deps: ActivityDeps) {
       generation: GenerationParams;
       /** 'fail' (default): stop on an unknown outcome. 'resubmit': accept the risk of paying twice. */
       onUncertain?: UncertainSubmitPolicy;
+      /** Also record the task in `tasks.json` once it exists (one step less for the workflow). */
+      record?: { shot: ShotSpec; generation: GenerationParams };
     }) {
-      return guard(clean, async () => {
+      const submitOnce = async (): Promise<{ taskId: string; reused: boolean; elapsedSinceSubmitMs: number }> => {
         const previous = await readSubmission(args.runDir, args.submissionKey);
         const sinceSubmit = (entry: JournalEntry) => Math.max(0, now().getTime() - Date.parse(entry.submittedAt ?? entry.startedAt));
         if (previous?.state === 'submitted' && previous.taskId) {
@@ -110,6 +112,11 @@ export function createActivities(deps: ActivityDeps) {
         }
         metrics.submission(args.generation.model);
         return { taskId: result.taskId, reused: false, elapsedSinceSubmitMs: 0 };
+      };
+      return guard(clean, async () => {
+        const submitted = await submitOnce();
+        if (args.record) await writeShotRecord({ runDir: args.runDir, ...args.record, update: { kind: 'submitted', taskId: submitted.taskId } });
+        return submitted;
       });
     },
 
@@ -169,41 +176,51 @@ export function createActivities(deps: ActivityDeps) {
     },
 
     /** Writes the shot's entry in `tasks.json` (atomically, safe against concurrent episodes). */
-    async recordShot(args: { runDir: string; shot: ShotSpec; generation: GenerationParams; update: ShotRecordUpdate }) {
-      return guard(clean, async () => {
-        const { runDir, shot, update } = args;
-        const time = formatLocalTime(now());
-        const common = {
-          episode: shot.episode, shot: shot.shot, take: shot.take, image_path: relativeToRun(runDir, shot.imagePath), prompt: shot.prompt,
-          model: args.generation.model, resolution: args.generation.resolution,
-        };
-        switch (update.kind) {
-          case 'submitted':
-            await updateTaskRecord(runDir, shot.key, {
-              ...common, cost: null, task_id: update.taskId, task_status: null, status: 'RUNNING', submit_time: time, complete_time: null,
-              video_url: null, video_path: null, thumbnail_path: null, error_message: null, error_code: null,
-            });
-            return;
-          case 'succeeded': {
-            const cost = costOf(args.generation, update.billedSeconds);
-            if (cost.cost !== null && cost.currency) metrics.spend(cost.cost, cost.currency);
-            await updateTaskRecord(runDir, shot.key, {
-              ...common, ...cost, task_id: update.taskId, task_status: 'SUCCEEDED', status: 'SUCCESS', complete_time: time, video_url: update.videoUrl,
-              video_path: relativeToRun(runDir, update.videoPath), thumbnail_path: relativeToRun(runDir, update.thumbnailPath), error_message: null, error_code: null,
-            });
-            return;
-          }
-          case 'failed':
-            metrics.failure(update.errorCode);
-            await updateTaskRecord(runDir, shot.key, {
-              ...common, ...failedTakeCost(args.generation, update.taskStatus), task_id: update.taskId ?? null, task_status: update.taskStatus ?? null,
-              status: 'FAILED', complete_time: time, error_message: clean(update.errorMessage), error_code: update.errorCode,
-            });
-            return;
-        }
-      });
+    async recordShot(args: ShotRecordArgs) {
+      return guard(clean, () => writeShotRecord(args));
     },
   };
+
+  /** Writes the shot's entry in `tasks.json` (atomically, safe against concurrent episodes). */
+  async function writeShotRecord(args: ShotRecordArgs): Promise<void> {
+    const { runDir, shot, update } = args;
+    const time = formatLocalTime(now());
+    const common = {
+      episode: shot.episode, shot: shot.shot, take: shot.take, image_path: relativeToRun(runDir, shot.imagePath), prompt: shot.prompt,
+      model: args.generation.model, resolution: args.generation.resolution,
+    };
+    switch (update.kind) {
+      case 'submitted':
+        await updateTaskRecord(runDir, shot.key, {
+          ...common, cost: null, task_id: update.taskId, task_status: null, status: 'RUNNING', submit_time: time, complete_time: null,
+          video_url: null, video_path: null, thumbnail_path: null, error_message: null, error_code: null,
+        });
+        return;
+      case 'succeeded': {
+        const cost = costOf(args.generation, update.billedSeconds);
+        if (cost.cost !== null && cost.currency) metrics.spend(cost.cost, cost.currency);
+        await updateTaskRecord(runDir, shot.key, {
+          ...common, ...cost, task_id: update.taskId, task_status: 'SUCCEEDED', status: 'SUCCESS', complete_time: time, video_url: update.videoUrl,
+          video_path: relativeToRun(runDir, update.videoPath), thumbnail_path: relativeToRun(runDir, update.thumbnailPath), error_message: null, error_code: null,
+        });
+        return;
+      }
+      case 'failed':
+        metrics.failure(update.errorCode);
+        await updateTaskRecord(runDir, shot.key, {
+          ...common, ...failedTakeCost(args.generation, update.taskStatus), task_id: update.taskId ?? null, task_status: update.taskStatus ?? null,
+          status: 'FAILED', complete_time: time, error_message: clean(update.errorMessage), error_code: update.errorCode,
+        });
+        return;
+    }
+  }
+}
+
+interface ShotRecordArgs {
+  runDir: string;
+  shot: ShotSpec;
+  generation: GenerationParams;
+  update: ShotRecordUpdate;
 }
 
 export type Activities = ReturnType<typeof createActivities>;

@@ -64,6 +64,8 @@ const activities = proxyActivities<Activities>(PREP);
 
 /** Patch: phase signals to the episode are sent alongside the next step instead of awaited before it. */
 const PHASE_SIGNAL_ALONGSIDE = 'phase-signal-alongside';
+/** Patch: submitTask records the new task in tasks.json itself. */
+const RECORD_IN_SUBMIT = 'record-in-submit';
 
 /** Runs an activity with its options, on the queue for its kind of work, with a one-line summary (the event history then reads like a story). */
 function act<K extends keyof Activities>(
@@ -134,6 +136,9 @@ export async function shotWorkflow(input: ShotWorkflowInput): Promise<ShotResult
     const image = await act(queues, 'prepareImage', PREP, `Prepare the image of ${shot.name}`, { runDir, imagePath: shot.imagePath, upscaleSmall: input.upscaleSmall });
 
     await enter('submitting');
+    // Newer runs have the submission record the task in tasks.json itself: one activity and workflow task less
+    // per shot while an episode is submitting. Older histories replay their separate step.
+    const recordInSubmit = patched(RECORD_IN_SUBMIT);
     const submitted = await act(queues, 'submitTask', SUBMIT, `Submit ${shot.name} take ${shot.take} (paid, at most once)`, {
       runDir,
       submissionKey: submissionKey(shot.episode, shot.shot, shot.take),
@@ -141,9 +146,12 @@ export async function shotWorkflow(input: ShotWorkflowInput): Promise<ShotResult
       prompt: shot.prompt,
       generation: input.generation,
       onUncertain: input.uncertainSubmit,
+      ...(recordInSubmit ? { record: { shot, generation: input.generation } } : {}),
     });
     await enter('generating', submitted.taskId);
-    await act(queues, 'recordShot', RECORD, 'Record the task id in tasks.json', { runDir, shot, generation: input.generation, update: { kind: 'submitted', taskId: submitted.taskId } });
+    if (!recordInSubmit) {
+      await act(queues, 'recordShot', RECORD, 'Record the task id in tasks.json', { runDir, shot, generation: input.generation, update: { kind: 'submitted', taskId: submitted.taskId } });
+    }
 
     const remainingMs = input.deadlineSeconds * 1000 - submitted.elapsedSinceSubmitMs;
     const outcome = await pollUntilDone(submitted.taskId, remainingMs, input, hint, () => ++polls);
