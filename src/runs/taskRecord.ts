@@ -105,31 +105,80 @@ export async function readTaskRecord(runDir: string): Promise<TaskRecord> {
   return loadRecord(tasksJsonPath(runDir));
 }
 
-/** Creates or updates the entry `key` and returns it as written. */
-export async function updateTaskRecord(runDir: string, key: string, patch: TaskRecordPatch, now = new Date()): Promise<TaskRecordEntry> {
+/**
+ * Creates or updates the entry `key` and returns it once written. Updates that arrive while `tasks.json` is being
+ * written are applied together in the next write (each caller still returns only after its own update is on
+ * disk): with a thousand shots, a write per update would rewrite the whole file thousands of times.
+ */
+export function updateTaskRecord(runDir: string, key: string, patch: TaskRecordPatch, now = new Date()): Promise<TaskRecordEntry> {
   const file = tasksJsonPath(runDir);
-  const realRunDir = await fs.realpath(runDir).catch(() => path.resolve(runDir));
-  return withFileLock(file, async () => {
-    const record = await loadRecord(file);
-    const defined = Object.fromEntries(Object.entries(patch).filter(([, v]) => v !== undefined)) as Partial<TaskRecordEntry>;
-    for (const field of PATH_FIELDS) {
-      const value = defined[field];
-      if (typeof value === 'string') defined[field] = storedPath(realRunDir, runDir, value);
+  return new Promise((resolve, reject) => {
+    const update: PendingUpdate = { key, patch, now, resolve, reject };
+    const waiting = pendingWrites.get(file);
+    if (waiting) {
+      waiting.push(update);
+      return;
     }
-    const merged: TaskRecordEntry = {
-      ...newEntry(patch),
-      ...record[key],
-      ...defined,
-      updated_at: now.toISOString(),
-    };
-    // A take is a submission: an entry that never reached the provider (an input error) lists none.
-    const takes = record[key]?.takes ?? [];
-    merged.takes = merged.task_id === null && merged.status !== 'SUCCESS' ? [...takes] : withTake(takes, takeOf(merged));
-    const entry = ordered(merged);
-    record[key] = entry;
-    await writeFileAtomic(file, serialise(record));
-    return entry;
+    const batch = [update];
+    pendingWrites.set(file, batch);
+    void writeBatch(runDir, file, batch);
   });
+}
+
+interface PendingUpdate {
+  key: string;
+  patch: TaskRecordPatch;
+  now: Date;
+  resolve: (entry: TaskRecordEntry) => void;
+  reject: (err: unknown) => void;
+}
+
+/** Per tasks.json: the updates waiting for the next write. */
+const pendingWrites = new Map<string, PendingUpdate[]>();
+
+async function writeBatch(runDir: string, file: string, batch: PendingUpdate[]): Promise<void> {
+  const applied: Array<{ update: PendingUpdate; entry: TaskRecordEntry }> = [];
+  try {
+    const realRunDir = await fs.realpath(runDir).catch(() => path.resolve(runDir));
+    await withFileLock(file, async () => {
+      // From here on, new updates start the next batch (which waits for this write).
+      pendingWrites.delete(file);
+      const record = await loadRecord(file);
+      for (const update of batch) {
+        try {
+          applied.push({ update, entry: applyUpdate(record, update, realRunDir, runDir) });
+        } catch (err) {
+          update.reject(err);
+        }
+      }
+      if (applied.length > 0) await writeFileAtomic(file, serialise(record));
+    });
+  } catch (err) {
+    if (pendingWrites.get(file) === batch) pendingWrites.delete(file);
+    for (const { update } of applied.length > 0 ? applied : batch.map((update) => ({ update }))) update.reject(err);
+    return;
+  }
+  for (const { update, entry } of applied) update.resolve(entry);
+}
+
+function applyUpdate(record: TaskRecord, { key, patch, now }: PendingUpdate, realRunDir: string, runDir: string): TaskRecordEntry {
+  const defined = Object.fromEntries(Object.entries(patch).filter(([, v]) => v !== undefined)) as Partial<TaskRecordEntry>;
+  for (const field of PATH_FIELDS) {
+    const value = defined[field];
+    if (typeof value === 'string') defined[field] = storedPath(realRunDir, runDir, value);
+  }
+  const merged: TaskRecordEntry = {
+    ...newEntry(patch),
+    ...record[key],
+    ...defined,
+    updated_at: now.toISOString(),
+  };
+  // A take is a submission: an entry that never reached the provider (an input error) lists none.
+  const takes = record[key]?.takes ?? [];
+  merged.takes = merged.task_id === null && merged.status !== 'SUCCESS' ? [...takes] : withTake(takes, takeOf(merged));
+  const entry = ordered(merged);
+  record[key] = entry;
+  return entry;
 }
 
 /**
