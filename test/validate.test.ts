@@ -15,6 +15,7 @@ import { preflight, recordInputErrors, validateCommand } from '../src/cli/valida
 import { PROJECT_ROOT } from '../src/temporal/binaries';
 import { assertInputsUnchanged, snapshotInputs } from './helpers/inputs';
 import { bmp } from './helpers/images';
+import { makeRunFolder } from './helpers/runFolder';
 
 let tmpRoot: string;
 let messy: string;
@@ -405,6 +406,17 @@ describe('preflight and recordInputErrors (for i2v run)', () => {
     ]);
     expect(text()).toContain('! Episode-01-003: [image-too-small] Image is 200×200');
     expect(text()).toContain('Inputs: 8 shot(s) to generate (4 image(s) to prepare first), 1 already done, 5 skipped for input errors.\nEstimated cost: ¥8.00');
+  });
+
+  it('reads only headers before a run (preparation decodes in full), and everything with --strict', async () => {
+    const runDir = await makeRunFolder([{ episode: 1, shot: 1, prompt: '完整' }, { episode: 1, shot: 2, prompt: '后半截丢了' }]);
+    const cut = path.join(runDir, '05_generated_images', 'Episode-01', 'Episode-01-Shot-002.png');
+    const whole = await fs.readFile(cut);
+    await fs.writeFile(cut, whole.subarray(0, Math.floor(whole.length / 2)));
+    const quick = await preflight(runDir, { ...OPTS, strict: false });
+    expect([...quick.runnable].sort()).toEqual(['Episode-01-001', 'Episode-01-002']);
+    await expect(prepareImage(cut, path.join(runDir, 'cache'))).rejects.toMatchObject({ category: 'image-unreadable' });
+    await expect(preflight(runDir, { ...OPTS, strict: true })).rejects.toThrow(/Not starting \(--strict\)[\s\S]*Episode-01-002: \[image-unreadable\]/);
   });
 
   it('submits the truncated prompt with --truncate-prompts', async () => {

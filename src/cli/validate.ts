@@ -92,7 +92,9 @@ export interface PreflightResult {
 
 /** Validation before `run`: reports problems, leaves shots with input errors out, refuses everything with `strict`. */
 export async function preflight(runDir: string, opts: PreflightOptions): Promise<PreflightResult> {
-  const { plan, report } = await inspectRun(runDir, opts);
+  // Before a run, headers are enough: preparation decodes each image in full anyway, right before its (paid)
+  // submission, and fails the shot if it is broken. --strict checks everything up front, as `i2v validate` does.
+  const { plan, report } = await inspectRun(runDir, { ...opts, verifyPixels: opts.verifyPixels ?? opts.strict });
   const issues = issueLines(report);
   if (opts.strict && report.exitCode !== 0) {
     throw new ExitError(

@@ -128,8 +128,8 @@ export interface ImagePreparationPlan {
 }
 
 /**
- * What `prepareImage` will do with an image, found by reading it (header and pixels) without writing
- * anything: `ready` (submitted as it is), `will-prepare` (with the changes it will make) or `error` (the
+ * What `prepareImage` will do with an image, found by reading it (its header, and its pixels unless
+ * `verifyPixels` is false) without writing anything: `ready` (submitted as it is), `will-prepare` (with the changes it will make) or `error` (the
  * InputError `prepareImage` would throw). Both use `planFromDecoded`, so they cannot disagree; only the
  * outcome of the data-URL fit (the JPEG quality, or a shrink when even quality 40 is too big) is left to
  * encoding time.
@@ -137,6 +137,7 @@ export interface ImagePreparationPlan {
 export async function planImagePreparation(
   sourcePath: string,
   limits: ImageLimits = DEFAULT_IMAGE_LIMITS,
+  opts: { verifyPixels?: boolean } = {},
 ): Promise<ImagePreparationPlan> {
   return withCpuSlot(async () => {
     const absolute = path.resolve(sourcePath);
@@ -144,7 +145,7 @@ export async function planImagePreparation(
       const source = await readSource(absolute);
       const image = await decode(source, absolute);
       const plan = planFromDecoded(image, source.length, limits);
-      await verifyPixels(image, absolute);
+      if (opts.verifyPixels ?? true) await verifyPixels(image, absolute);
       const notes = formatNotes(absolute, image.format);
       if (plan.asIs) return { state: 'ready', changes: notes };
       const reencode = plan.changes.length === 0 && plan.dataUrlBytes !== undefined

@@ -50,6 +50,11 @@ export interface ValidateOptions {
   /** Cut prompts over the model's limit to the limit instead of reporting an input error. */
   truncatePrompts: boolean;
   imageLimits: ImageLimits;
+  /**
+   * Decode every image in full to prove it is not truncated or corrupt (default). Without it only headers are
+   * read: a broken image then fails its shot at preparation, before anything is paid, instead of up front.
+   */
+  verifyPixels?: boolean;
 }
 
 export interface InputProblem {
@@ -229,7 +234,7 @@ async function checkShot(shot: PlannedShot, promptLine: number | null, check: Sh
   const record = records[shot.key];
   if (record && nextTake(record, await outputsPresent(root, shot)).done) return { ...entry, state: 'done' };
 
-  const image = await planImagePreparation(shot.imagePath, opts.imageLimits);
+  const image = await planImagePreparation(shot.imagePath, opts.imageLimits, { verifyPixels: opts.verifyPixels ?? true });
   let error: InputProblem | null = image.error ? fromInputError(image.error) : null;
   const changes = [...image.changes];
   let prompt = shot.prompt;
