@@ -5,7 +5,7 @@
 import { mkdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import sharp from 'sharp';
-import { seededRandom } from './latency';
+import { seededRandom } from '../src/emulator/random';
 
 /** `scene`: a blocky 640×360 PNG (a few KB). `bytes`: a noise image of about that many bytes. */
 export type ImageKind = 'scene' | { bytes: number };

@@ -8,17 +8,6 @@ import type { GenerationEstimate, PollSchedule } from '../src/workflows/types';
 /** `real`: the service's distribution; `near-zero`: ready once rendered; `fixed`: every task the same (PENDING 3 s + 60 s). */
 export type LatencyModel = 'real' | 'near-zero' | 'fixed';
 
-/** Deterministic [0, 1) numbers from a 32-bit seed (mulberry32): the same seed gives the same run. */
-export function seededRandom(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 /** Real-service seconds a task stays PENDING before it runs (reference §4.3: "a few seconds"). */
 export const REAL_PENDING_SECONDS = 3;

@@ -15,7 +15,8 @@ import { startEmbeddedServer, type TemporalHandle } from '../src/temporal/connec
 import { DEFAULT_ACTIVITY_QUEUES } from '../src/worker';
 import { DEFAULT_POLL_SCHEDULE } from '../src/workflows/polling';
 import { makeRunFolder, type ImageKind } from './fixtures';
-import { NAIVE_POLL_SECONDS, scaledTimings, scaleEstimate, scalePollSchedule, seededRandom, type LatencyModel } from './latency';
+import { seededRandom } from '../src/emulator/random';
+import { NAIVE_POLL_SECONDS, scaledTimings, scaleEstimate, scalePollSchedule, type LatencyModel } from './latency';
 import { distribution, findProcess, parseProviderTime, processUsage, RequestLog, round, type Distribution, type ProcessUsage } from './measure';
 import type { NaiveConfig, NaiveResult } from './naive';
 import { episodeRuns, runOurs, shotHistories, type ActivityTime, type HistoryFacts } from './ours';

@@ -7,7 +7,8 @@
 import { DEFAULTS } from '../src/config';
 import { DEFAULT_POLL_SCHEDULE, estimateGeneration, nextPollDelaySeconds } from '../src/workflows/polling';
 import type { GenerationEstimate, PollSchedule } from '../src/workflows/types';
-import { NAIVE_POLL_SECONDS, REAL_PENDING_SECONDS, realGenerationSeconds, seededRandom } from './latency';
+import { seededRandom } from '../src/emulator/random';
+import { NAIVE_POLL_SECONDS, REAL_PENDING_SECONDS, realGenerationSeconds } from './latency';
 import { distribution, round, type Distribution } from './measure';
 
 export interface ScheduleOutcome {

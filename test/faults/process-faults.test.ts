@@ -27,9 +27,10 @@ import { episodeSearchAttributes } from '../../src/workflows/searchAttributes';
 import type { EpisodeResult } from '../../src/workflows/types';
 import { makeRunFolder } from '../helpers/runFolder';
 import {
-  ensureBuilt, freePort, OutputTail, seededRandom, startTemporalServer, startWorkerProcess, waitFor,
+  ensureBuilt, freePort, OutputTail, startTemporalServer, startWorkerProcess, waitFor,
   type TemporalServer, type WorkerProcess,
 } from './processes';
+import { seededRandom } from '../../src/emulator/random';
 import { leftovers, recordVersusDisk, table } from './support';
 
 const SHOTS = 30;
