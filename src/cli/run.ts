@@ -1,8 +1,8 @@
-import { setMaxListeners } from 'node:events';
 /**
  * `i2v run`: scan the run folder, start (or re-attach to) one episode workflow per episode, show progress,
  * and summarise. Also the engine behind `demo`.
  */
+import { setMaxListeners } from 'node:events';
 import { existsSync } from 'node:fs';
 import type { WorkflowHandle } from '@temporalio/client';
 import type { ProviderConfig } from '../config';

@@ -129,10 +129,10 @@ export interface ImagePreparationPlan {
 
 /**
  * What `prepareImage` will do with an image, found by reading it (its header, and its pixels unless
- * `verifyPixels` is false) without writing anything: `ready` (submitted as it is), `will-prepare` (with the changes it will make) or `error` (the
- * InputError `prepareImage` would throw). Both use `planFromDecoded`, so they cannot disagree; only the
- * outcome of the data-URL fit (the JPEG quality, or a shrink when even quality 40 is too big) is left to
- * encoding time.
+ * `verifyPixels` is false) without writing anything: `ready` (submitted as it is), `will-prepare` (with the
+ * changes it will make) or `error` (the InputError `prepareImage` would throw). Both use `planFromDecoded`, so
+ * they cannot disagree; only the outcome of the data-URL fit (the JPEG quality, or a shrink when even quality 40
+ * is too big) is left to encoding time.
  */
 export async function planImagePreparation(
   sourcePath: string,

@@ -154,8 +154,9 @@ async function writeBatch(runDir: string, file: string, batch: PendingUpdate[]):
       if (applied.length > 0) await writeFileAtomic(file, serialise(record));
     });
   } catch (err) {
+    // Nothing of this batch is on disk (an update already rejected on its own stays rejected).
     if (pendingWrites.get(file) === batch) pendingWrites.delete(file);
-    for (const { update } of applied.length > 0 ? applied : batch.map((update) => ({ update }))) update.reject(err);
+    for (const update of batch) update.reject(err);
     return;
   }
   for (const { update, entry } of applied) update.resolve(entry);
