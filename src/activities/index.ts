@@ -15,7 +15,7 @@ import { downloadVideo, DownloadError } from '../media/download';
 import { extractThumbnails } from '../media/video';
 import { outputPaths, preparedCacheDir, relativeToRun, videosDir } from '../runs/paths';
 import { sweepLeftovers } from '../runs/sweep';
-import { awaitSubmitSlot } from '../runs/pacer';
+import { awaitSubmitSlot, SLOT_HOLD_MS } from '../runs/pacer';
 import { clearSubmissionStarted, markSubmissionStarted, readSubmission, recordSubmission, SubmissionExistsError, type JournalEntry } from '../runs/journal';
 import { formatLocalTime, moveTakeVideo, readTaskRecord, takeAt, updateTaskRecord } from '../runs/taskRecord';
 import { estimateShotCost, priceOf, roundMoney } from '../pricing';
@@ -82,7 +82,7 @@ export function createActivities(deps: ActivityDeps) {
           throw uncertain('A previous submission of this take was sent but its outcome is unknown (crash, timeout or reset)');
         }
         const imageDataUrl = toDataUrl(args.image.mime, await readFile(args.image.path));
-        if (deps.submitsPerSecond) await awaitSubmitSlot(args.runDir, deps.submitsPerSecond);
+        const slot = deps.submitsPerSecond ? await awaitSubmitSlot(args.runDir, deps.submitsPerSecond) : undefined;
         try {
           await markSubmissionStarted(args.runDir, args.submissionKey, now(), { replaceStarted: resubmit });
         } catch (err) {
@@ -91,6 +91,15 @@ export function createActivities(deps: ActivityDeps) {
           const entry = err.entry;
           if (entry.state === 'submitted' && entry.taskId) return { taskId: entry.taskId, reused: true, elapsedSinceSubmitMs: sinceSubmit(entry) };
           throw uncertain('Another attempt of this take is submitting it right now, or was cut off while doing so');
+        }
+        // A journal write slow enough to outlast the slot would let the POST arrive late and crowd the next second.
+        if (slot !== undefined && Date.now() - slot > SLOT_HOLD_MS) {
+          try {
+            await awaitSubmitSlot(args.runDir, deps.submitsPerSecond!);
+          } catch (err) {
+            await clearSubmissionStarted(args.runDir, args.submissionKey); // nothing was sent
+            throw err;
+          }
         }
         let result: Awaited<ReturnType<ProviderClient['submit']>>;
         try {
