@@ -3,14 +3,13 @@
  * paying twice; usage errors exit 2.
  */
 import { execFile, spawn } from 'node:child_process';
-import { mkdtemp } from 'node:fs/promises';
-import os from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startEmulator, type Emulator } from '../src/emulator';
 import { readTaskRecord } from '../src/runs/taskRecord';
 import { makeRunFolder } from './helpers/runFolder';
+import { scratchDir } from './helpers/scratch';
 
 const root = path.join(__dirname, '..');
 const bin = path.join(root, 'bin', 'i2v.js');
@@ -25,7 +24,7 @@ afterAll(async () => {
 });
 
 async function privateEnv(): Promise<NodeJS.ProcessEnv> {
-  const state = await mkdtemp(path.join(os.tmpdir(), 'i2v-cli-state-'));
+  const state = await scratchDir('i2v-cli-state-');
   return { ...process.env, I2V_STATE_DIR: state, I2V_TEMPORAL_PORT: '0', I2V_TEMPORAL_UI_PORT: '0', TEMPORAL_ADDRESS: '' };
 }
 

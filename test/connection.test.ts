@@ -1,9 +1,10 @@
 /** Where `i2v` finds Temporal: the environment and Temporal config profiles, else the embedded server. */
-import { mkdtemp, writeFile } from 'node:fs/promises';
+import { writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { configuredConnection } from '../src/temporal/connection';
+import { scratchDir } from './helpers/scratch';
 
 describe('Temporal connection config', () => {
   it('uses the embedded server when nothing names a server', () => {
@@ -16,7 +17,7 @@ describe('Temporal connection config', () => {
   });
 
   it('reads a named profile from the Temporal config file, with mTLS client certificates', async () => {
-    const dir = await mkdtemp(path.join(os.tmpdir(), 'i2v-envconfig-'));
+    const dir = await scratchDir('i2v-envconfig-');
     await writeFile(path.join(dir, 'client.pem'), 'CERT');
     await writeFile(path.join(dir, 'client.key'), 'KEY');
     const file = path.join(dir, 'temporal.toml');

@@ -3,21 +3,21 @@
  * and 6 thumbnails, and running it again submits nothing new.
  */
 import { execFile } from 'node:child_process';
-import { cp, mkdtemp, readdir } from 'node:fs/promises';
-import os from 'node:os';
+import { cp, readdir } from 'node:fs/promises';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { describe, expect, it } from 'vitest';
 import { readTaskRecord } from '../src/runs/taskRecord';
 import { probeVideo } from '../src/media/video';
 import { imageDistance } from './helpers/runFolder';
+import { scratchDir } from './helpers/scratch';
 
 const run = promisify(execFile);
 const root = path.join(__dirname, '..');
 
 describe('npm run demo', () => {
   it('produces 6 videos and thumbnails, then a second run submits nothing', async () => {
-    const work = await mkdtemp(path.join(os.tmpdir(), 'i2v-demo-'));
+    const work = await scratchDir('i2v-demo-');
     const runDir = path.join(work, 'demo-run');
     // Inputs only: a developer's earlier demo outputs must not make the first run look finished.
     for (const dir of ['05_generated_images', '07_video_prompts']) {

@@ -6,9 +6,8 @@
 import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
-import { mkdir, mkdtemp, readdir, writeFile } from 'node:fs/promises';
+import { mkdir, readdir, writeFile } from 'node:fs/promises';
 import net from 'node:net';
-import os from 'node:os';
 import path from 'node:path';
 import { Writable } from 'node:stream';
 import { promisify } from 'node:util';
@@ -19,6 +18,7 @@ import { providerConfig, type ProviderKind } from '../src/config';
 import { startEmulator, type Emulator } from '../src/emulator';
 import { resolveTemporalTool } from '../src/temporal/binaries';
 import { devServerEnv } from './helpers/temporal';
+import { scratchDir } from './helpers/scratch';
 
 const SECRET = `sk-doctor-${randomBytes(16).toString('hex')}`;
 let dev: TestWorkflowEnvironment;
@@ -62,7 +62,7 @@ async function doctor(opts: Partial<DoctorOptions> & { env: Record<string, strin
 }
 
 async function runFolder(): Promise<string> {
-  const dir = path.join(await mkdtemp(path.join(os.tmpdir(), 'i2v-doctor-')), 'run');
+  const dir = path.join(await scratchDir('i2v-doctor-'), 'run');
   await mkdir(dir);
   return dir;
 }

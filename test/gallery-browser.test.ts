@@ -1,10 +1,9 @@
 /**
  * Opens the gallery in a real browser (Debian's Chromium, driven by playwright-core) and checks what a person
  * would: every player loads its video, every picture shows, failed shots stand out, and nothing is fetched
- * from the network. Leaves a screenshot in a temp folder for a human look.
+ * from the network. Leaves a screenshot in test-results/gallery-screenshot for a human look.
  */
 import { promises as fs } from 'node:fs';
-import * as os from 'node:os';
 import * as path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import type { Browser } from 'playwright-core';
@@ -16,6 +15,7 @@ import type { TaskRecord, TaskRecordEntry } from '../src/runs/taskRecord';
 import { writeReports } from '../src/reports';
 import { inPage, launchChromium, requireBrowser } from './helpers/browser';
 import { makeRunFolder } from './helpers/runFolder';
+import { artefactPath } from './helpers/scratch';
 
 let root: string;
 let galleryPath: string;
@@ -118,7 +118,8 @@ describe('the HTML gallery in Chromium', () => {
     expect(requests.filter((u) => !u.startsWith('file://'))).toEqual([]);
     expect(consoleErrors).toEqual([]);
 
-    const shots = await fs.mkdtemp(path.join(os.tmpdir(), 'i2v-gallery-screenshot-'));
+    const shots = artefactPath('gallery-screenshot');
+    await fs.mkdir(shots, { recursive: true });
     const screenshot = path.join(shots, 'gallery.png');
     await page.screenshot({ path: screenshot, fullPage: true });
     expect((await fs.stat(screenshot)).size).toBeGreaterThan(10_000);

@@ -4,8 +4,6 @@
  * agrees with the provider's ledger.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtemp } from 'node:fs/promises';
-import os from 'node:os';
 import path from 'node:path';
 import { Writable } from 'node:stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -19,6 +17,7 @@ import { freePort, startEmbeddedServer, type TemporalHandle } from '../src/tempo
 import { DEFAULT_ACTIVITY_QUEUES } from '../src/worker';
 import { DEFAULT_POLL_SCHEDULE } from '../src/workflows/polling';
 import { makeRunFolder } from './helpers/runFolder';
+import { scratchDir } from './helpers/scratch';
 
 const bin = path.join(__dirname, '..', 'bin', 'i2v.js');
 let temporal: TemporalHandle;
@@ -26,7 +25,7 @@ let emulator: Emulator;
 const workers = new Set<ChildProcess>();
 
 beforeAll(async () => {
-  const stateDir = await mkdtemp(path.join(os.tmpdir(), 'i2v-scale-'));
+  const stateDir = await scratchDir('i2v-scale-');
   [temporal, emulator] = await Promise.all([
     startEmbeddedServer({ stateDir, ip: '127.0.0.1', port: 0, uiPort: 0 }),
     startEmulator({ pendingMs: 200, runningMs: 1200, videoSeconds: 1 }),

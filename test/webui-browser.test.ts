@@ -3,10 +3,10 @@
  * during a demo run: the link `i2v run` prints (the workflow list filtered by the I2vRun search attribute)
  * shows both episode workflows and all six shot workflows, and each workflow's page shows the summary we start
  * it with. UI 2.54 has no summary column in the list (the list API returns no user metadata); summaries are on
- * each workflow's "User Metadata" tab, rendered as Markdown in an iframe. Leaves screenshots in a temp folder
- * for a human look. Nothing but localhost is reachable from the page.
+ * each workflow's "User Metadata" tab, rendered as Markdown in an iframe. Leaves screenshots in
+ * test-results/webui-screenshots for a human look. Nothing but localhost is reachable from the page.
  */
-import { cp, mkdtemp, rm, stat } from 'node:fs/promises';
+import { cp, mkdir, mkdtemp, rm, stat } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { Writable } from 'node:stream';
@@ -20,6 +20,7 @@ import { scanRun } from '../src/runs/scan';
 import { freePort, runUiUrl, startEmbeddedServer, type TemporalHandle } from '../src/temporal/connection';
 import { episodeWorkflowId, shotWorkflowId } from '../src/workflows/ids';
 import { inPage, launchChromium, requireBrowser } from './helpers/browser';
+import { artefactPath } from './helpers/scratch';
 
 const ROOT = path.join(__dirname, '..');
 /** How long the list may take to show every workflow of the run (they start over the first seconds of it). */
@@ -95,7 +96,8 @@ describe('the Temporal Web UI during a demo run, in Chromium', () => {
     }).finally(() => (finished = true));
     run.catch(() => undefined); // awaited below; until then a failure must not count as unhandled
 
-    const shots = await mkdtemp(path.join(os.tmpdir(), 'i2v-webui-screenshots-'));
+    const shots = artefactPath('webui-screenshots');
+    await mkdir(shots, { recursive: true });
     try {
       // The list, filtered by the run's search attribute: the link `i2v run` prints.
       const listUrl = runUiUrl(uiUrl, handle.namespace, runId);

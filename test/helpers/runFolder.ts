@@ -1,8 +1,8 @@
 /** Builds run folders on disk for tests: real images (sharp) and prompt files. */
-import { mkdir, mkdtemp, writeFile } from 'node:fs/promises';
-import os from 'node:os';
+import { mkdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import sharp from 'sharp';
+import { scratchDir } from './scratch';
 
 export interface ShotFixture {
   episode: number;
@@ -13,7 +13,7 @@ export interface ShotFixture {
 }
 
 export async function makeRunFolder(shots: ShotFixture[], name = 'run'): Promise<string> {
-  const root = await mkdtemp(path.join(os.tmpdir(), 'i2v-test-'));
+  const root = await scratchDir('i2v-test-');
   const runDir = path.join(root, name);
   const byEpisode = new Map<number, ShotFixture[]>();
   for (const s of shots) byEpisode.set(s.episode, [...(byEpisode.get(s.episode) ?? []), s]);
