@@ -8,9 +8,10 @@ import { InputError } from './errors';
 
 /**
  * Writes `data` to a temp file beside `filePath`, fsyncs it, renames it over `filePath` and fsyncs the
- * directory (best effort: not every platform can), creating parent folders as needed.
+ * directory (best effort: not every platform can), creating parent folders as needed. `data` may be given in
+ * pieces (an iterable of strings), so a large file need not be one string in memory.
  */
-export async function writeFileAtomic(filePath: string, data: string | Uint8Array): Promise<void> {
+export async function writeFileAtomic(filePath: string, data: string | Uint8Array | Iterable<string>): Promise<void> {
   const dir = path.dirname(filePath);
   await fs.mkdir(dir, { recursive: true });
   // Same directory, so the rename stays on one filesystem; a dot name keeps it out of folder scans.
@@ -19,7 +20,7 @@ export async function writeFileAtomic(filePath: string, data: string | Uint8Arra
   try {
     const handle = await fs.open(tmp, 'wx');
     try {
-      await handle.writeFile(data);
+      await fs.writeFile(handle, data);
       await handle.sync();
     } finally {
       await handle.close();

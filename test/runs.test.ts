@@ -32,7 +32,7 @@ import {
 } from '../src/runs/paths';
 import { parsePromptFile, PromptError } from '../src/runs/prompts';
 import { runIdFor, scanRun, type ScanProblem } from '../src/runs/scan';
-import { formatLocalTime, readTaskRecord, updateTaskRecord, type TaskRecordPatch } from '../src/runs/taskRecord';
+import { formatLocalTime, readTaskRecord, serialiseTaskRecord, updateTaskRecord, type TaskRecord, type TaskRecordEntry, type TaskRecordPatch } from '../src/runs/taskRecord';
 
 let tmpRoot: string;
 beforeAll(async () => {
@@ -592,6 +592,39 @@ Promise.all(Array.from({ length: 25 }, (_, i) =>
     const record = await readTaskRecord(run);
     expect(Object.keys(record)).toHaveLength(50);
     expect(new Set(Object.values(record).map((e) => e.task_id)).size).toBe(2);
+  });
+
+  it('starts each update from the file on disk when someone else changed it since this process wrote it', async () => {
+    const run = await freshDir();
+    await updateTaskRecord(run, 'Episode-01-001', { ...identity(run, 1), task_id: 't-1' });
+    // A person edits the file in place (same inode), then another process replaces it (new inode).
+    const edited = JSON.parse(await fs.readFile(tasksJsonPath(run), 'utf8'));
+    edited['Episode-01-001'].reviewer_note = 'looks good';
+    await fs.writeFile(tasksJsonPath(run), JSON.stringify(edited));
+    await updateTaskRecord(run, 'Episode-01-002', { ...identity(run, 2), task_id: 't-2' });
+    const replaced = JSON.parse(await fs.readFile(tasksJsonPath(run), 'utf8'));
+    replaced['Episode-01-003'] = { ...replaced['Episode-01-002'], shot: 3, task_id: 't-3' };
+    await writeFiles(run, { '08_generated_videos/tasks.json.new': JSON.stringify(replaced) });
+    await fs.rename(`${tasksJsonPath(run)}.new`, tasksJsonPath(run));
+    await updateTaskRecord(run, 'Episode-01-004', { ...identity(run, 4), task_id: 't-4' });
+
+    const record = await readTaskRecord(run);
+    expect(Object.keys(record)).toEqual(['Episode-01-001', 'Episode-01-002', 'Episode-01-003', 'Episode-01-004']);
+    expect(record['Episode-01-001']).toMatchObject({ task_id: 't-1', reviewer_note: 'looks good' });
+    expect(record['Episode-01-003']!.task_id).toBe('t-3');
+  });
+
+  it('writes exactly what JSON.stringify would, in pieces a fraction of a large record\'s size', () => {
+    const record: TaskRecord = {};
+    for (let shot = 300; shot >= 1; shot--) {
+      record[taskKey(1 + (shot % 2), shot)] = { task_id: `t-${shot}`, prompt: `镜头 ${shot}: "quoted" \\ and\nnew line ${'slow push-in; '.repeat(40)}`, takes: [{ take: 1, task_id: `t-${shot}` }] } as unknown as TaskRecordEntry;
+    }
+    const sorted = Object.fromEntries(Object.entries(record).sort(([a], [b]) => a.localeCompare(b, 'en', { numeric: true })));
+    const pieces = [...serialiseTaskRecord(record)];
+    expect(pieces.join('')).toBe(`${JSON.stringify(sorted, null, 2)}\n`);
+    expect(pieces.length).toBeGreaterThan(1);
+    expect(Math.max(...pieces.map((p) => p.length))).toBeLessThan(pieces.join('').length / 2);
+    expect([...serialiseTaskRecord({})].join('')).toBe('{}\n');
   });
 
   it('refuses to touch a corrupt tasks.json and names it', async () => {

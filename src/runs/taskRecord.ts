@@ -143,7 +143,7 @@ async function writeBatch(runDir: string, file: string, batch: PendingUpdate[]):
     await withFileLock(file, async () => {
       // From here on, new updates start the next batch (which waits for this write).
       pendingWrites.delete(file);
-      const record = await loadRecord(file);
+      const record = await loadRecordForUpdate(file);
       for (const update of batch) {
         try {
           applied.push({ update, entry: applyUpdate(record, update, realRunDir, runDir) });
@@ -151,7 +151,7 @@ async function writeBatch(runDir: string, file: string, batch: PendingUpdate[]):
           update.reject(err);
         }
       }
-      if (applied.length > 0) await writeFileAtomic(file, serialise(record));
+      if (applied.length > 0) await saveRecord(file, record);
     });
   } catch (err) {
     // Nothing of this batch is on disk (an update already rejected on its own stays rejected).
@@ -177,7 +177,8 @@ function applyUpdate(record: TaskRecord, { key, patch, now }: PendingUpdate, rea
   // A take is a submission: an entry that never reached the provider (an input error) lists none.
   const takes = record[key]?.takes ?? [];
   merged.takes = merged.task_id === null && merged.status !== 'SUCCESS' ? [...takes] : withTake(takes, takeOf(merged));
-  const entry = ordered(merged);
+  // Frozen: the record may be kept for the next update, with each entry's text (serialisedEntry).
+  const entry = Object.freeze(ordered(merged));
   record[key] = entry;
   return entry;
 }
@@ -189,13 +190,13 @@ export async function moveTakeVideo(runDir: string, key: string, fromPath: strin
   const file = tasksJsonPath(runDir);
   const realRunDir = await fs.realpath(runDir).catch(() => path.resolve(runDir));
   await withFileLock(file, async () => {
-    const record = await loadRecord(file);
+    const record = await loadRecordForUpdate(file);
     const entry = record[key];
     if (!entry?.takes) return;
     const from = storedPath(realRunDir, runDir, fromPath);
     const to = storedPath(realRunDir, runDir, toPath);
-    entry.takes = entry.takes.map((t) => (t.video_path === from ? { ...t, video_path: to } : t));
-    await writeFileAtomic(file, serialise(record));
+    record[key] = Object.freeze({ ...entry, takes: entry.takes.map((t) => (t.video_path === from ? { ...t, video_path: to } : t)) });
+    await saveRecord(file, record);
   });
 }
 
@@ -252,6 +253,38 @@ function newEntry(identity: TaskRecordIdentity): Omit<TaskRecordEntry, 'updated_
   };
 }
 
+/**
+ * What this process last wrote to each tasks.json, and the file's identity right after: while the file on disk
+ * is still that one, the next update starts from it instead of parsing the whole file again (at a thousand shots,
+ * parsing and re-serialising a megabyte per update was most of the worker's garbage). Any other writer (another
+ * worker, a person) replaces or changes the file, and then it is read again. Only used under the file's lock.
+ */
+const lastWritten = new Map<string, { identity: string; record: TaskRecord }>();
+
+async function loadRecordForUpdate(file: string): Promise<TaskRecord> {
+  const cached = lastWritten.get(file);
+  // Whatever happens next (an update that throws, a failed write), the cached copy may no longer match the disk.
+  lastWritten.delete(file);
+  if (cached && cached.identity === (await fileIdentity(file))) return cached.record;
+  return loadRecord(file);
+}
+
+async function saveRecord(file: string, record: TaskRecord): Promise<void> {
+  await writeFileAtomic(file, serialiseTaskRecord(record));
+  const identity = await fileIdentity(file);
+  if (identity !== undefined) lastWritten.set(file, { identity, record });
+}
+
+/** Device, inode, size and modification time: a rename over the file or an edit in place changes it. */
+async function fileIdentity(file: string): Promise<string | undefined> {
+  try {
+    const st = await fs.stat(file, { bigint: true });
+    return `${st.dev}:${st.ino}:${st.size}:${st.mtimeNs}`;
+  } catch {
+    return undefined;
+  }
+}
+
 async function loadRecord(file: string): Promise<TaskRecord> {
   const data = await readJsonIfExists<unknown>(file);
   if (data === undefined) return {};
@@ -279,8 +312,42 @@ function ordered(entry: TaskRecordEntry): TaskRecordEntry {
   return out as unknown as TaskRecordEntry;
 }
 
-function serialise(record: TaskRecord): string {
-  const sorted: TaskRecord = {};
-  for (const key of Object.keys(record).sort(keyOrder.compare)) sorted[key] = record[key]!;
-  return `${JSON.stringify(sorted, null, 2)}\n`;
+/**
+ * The record as `JSON.stringify(record, null, 2)` would write it with its keys in shot order, in pieces of about
+ * 64 KB: a thousand-shot record is over a megabyte, and one string that size per update is garbage the old
+ * generation has to collect.
+ */
+export function* serialiseTaskRecord(record: TaskRecord): Generator<string> {
+  const keys = Object.keys(record).sort(keyOrder.compare);
+  if (keys.length === 0) {
+    yield '{}\n';
+    return;
+  }
+  let chunk = '{\n';
+  for (const [i, key] of keys.entries()) {
+    const entry = serialisedEntry(record[key]!);
+    chunk += `  ${JSON.stringify(key)}: ${entry}${i < keys.length - 1 ? ',' : ''}\n`;
+    if (chunk.length >= SERIALISE_CHUNK_CHARS) {
+      yield chunk;
+      chunk = '';
+    }
+  }
+  yield `${chunk}}\n`;
+}
+
+const SERIALISE_CHUNK_CHARS = 64 * 1024;
+
+/**
+ * Each entry's text, indented one level, kept while the entry object lives: an update replaces only its own
+ * entry, so the next write re-serialises that one and reuses the rest. Entries written here are frozen.
+ */
+const entryText = new WeakMap<TaskRecordEntry, string>();
+
+function serialisedEntry(entry: TaskRecordEntry): string {
+  let text = entryText.get(entry);
+  if (text === undefined) {
+    text = JSON.stringify(entry, null, 2).replace(/\n/g, '\n  ');
+    entryText.set(entry, text);
+  }
+  return text;
 }
