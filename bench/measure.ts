@@ -66,6 +66,8 @@ export interface ProcessUsage {
   cpuSeconds: number;
   /** CPU of its finished children (ffmpeg, ffprobe), seconds. */
   childCpuSeconds: number;
+  /** Peak RSS of its child processes by command name (`node` is the report process), MB, where sampled. */
+  childPeakRssMb?: Record<string, number>;
 }
 
 /** From /proc/<pid>/status and /proc/<pid>/stat (Linux), while the process is alive. */
@@ -81,6 +83,37 @@ export function processUsage(pid: number | 'self'): ProcessUsage {
     peakRssMb: round(hwmKb / 1024, 1),
     cpuSeconds: round((at(14) + at(15)) / tick, 2),
     childCpuSeconds: round((at(16) + at(17)) / tick, 2),
+  };
+}
+
+/**
+ * Samples the peak memory of a process's direct children (ffmpeg, ffprobe, the report process) every `everyMs`
+ * until stopped: MB by command name. Short-lived children can slip between samples; a report process lives seconds.
+ */
+export function sampleChildPeaks(pid: number, everyMs = 200): { stop(): Record<string, number> } {
+  const peaks: Record<string, number> = {};
+  const sample = (): void => {
+    for (const entry of readdirSync('/proc')) {
+      if (!/^\d+$/.test(entry)) continue;
+      try {
+        const stat = readFileSync(`/proc/${entry}/stat`, 'utf8');
+        // The parent's pid is the second field after the command name (which may contain spaces).
+        if (Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]) !== pid) continue;
+        const status = readFileSync(`/proc/${entry}/status`, 'utf8');
+        const name = /^Name:\s+(.+)$/m.exec(status)?.[1] ?? '?';
+        const mb = round(Number(/^VmHWM:\s+(\d+) kB/m.exec(status)?.[1] ?? 0) / 1024, 1);
+        peaks[name] = Math.max(peaks[name] ?? 0, mb);
+      } catch {
+        // gone meanwhile
+      }
+    }
+  };
+  const timer = setInterval(sample, everyMs);
+  return {
+    stop: () => {
+      clearInterval(timer);
+      return peaks;
+    },
   };
 }
 

@@ -12,7 +12,7 @@ import type { RunSettings } from '../src/cli/plan';
 import { runCommand, type RunSummary } from '../src/cli/run';
 import type { TemporalHandle } from '../src/temporal/connection';
 import { episodeWorkflowId, shotWorkflowId } from '../src/workflows/ids';
-import { processUsage, type ProcessUsage } from './measure';
+import { processUsage, sampleChildPeaks, type ProcessUsage } from './measure';
 
 const BIN = path.join(__dirname, '..', '..', '..', 'bin', 'i2v.js');
 
@@ -35,12 +35,13 @@ export async function runOurs(opts: {
   const worker = await startWorker(opts.temporal.address, opts.provider.baseUrl, opts.submitRate);
   try {
     const workerIdlePeakRssMb = processUsage(worker.pid!).peakRssMb;
+    const children = sampleChildPeaks(worker.pid!);
     const startedAt = Date.now();
     const summary = await runCommand(opts.runDir, {
       provider: opts.provider, settings: opts.settings, temporal: opts.temporal, out: quiet(), worker: false,
     });
     const finishedAt = Date.now();
-    return { startedAt, finishedAt, summary, worker: processUsage(worker.pid!), workerIdlePeakRssMb };
+    return { startedAt, finishedAt, summary, worker: { ...processUsage(worker.pid!), childPeakRssMb: children.stop() }, workerIdlePeakRssMb };
   } finally {
     await stopProcess(worker);
   }

@@ -71,6 +71,7 @@ export function formatTable(runs: RunMetrics[]): string {
     ['video GETs per shot', (r) => String(r.downloadsPerShot)],
     ['peak RSS MB (worker / baseline)', (r) => String(r.process.peakRssMb)],
     ['worker peak RSS MB before any work', (r) => (r.idlePeakRssMb === undefined ? '–' : String(r.idlePeakRssMb))],
+    ['its children peak RSS MB (report / ffmpeg)', (r) => (r.process.childPeakRssMb ? `${r.process.childPeakRssMb.node ?? '–'} / ${r.process.childPeakRssMb.ffmpeg ?? '–'}` : '–')],
     ['CPU s (process + ffmpeg children)', (r) => `${r.process.cpuSeconds} + ${r.process.childCpuSeconds}`],
     ['Temporal server CPU s', (r) => (r.serverCpuSeconds === undefined ? '–' : String(r.serverCpuSeconds))],
     ['shot history events p50 / max', (r) => (r.history ? `${r.history.shotEvents.p50} / ${r.history.shotEvents.max}` : '–')],

@@ -18,7 +18,6 @@ import { statusCommand } from './cli/status';
 import { requestRegeneration, waitForShot } from './cli/regenerate';
 import { startEmulator } from './emulator';
 import { validateCommand } from './cli/validate';
-import { reportCommand } from './cli/report';
 import { assembleCommand } from './cli/assemble';
 import { doctorCommand } from './cli/doctor';
 import { DEFAULT_IMAGE_LIMITS } from './media/image';
@@ -197,6 +196,8 @@ program
   .description('Write 08_generated_videos/report.xlsx and index.html (a gallery to browse) for a run folder.')
   .argument('<runDir>')
   .action(async (runDir: string) => {
+    // Loaded here: exceljs is big, and a worker (which writes reports from a child process) never needs it.
+    const { reportCommand } = await import('./cli/report');
     await reportCommand(runDir);
   });
 

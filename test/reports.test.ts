@@ -2,12 +2,14 @@ import { promises as fs } from 'node:fs';
 import * as path from 'node:path';
 import ExcelJS from 'exceljs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { InputError } from '../src/errors';
 import { runFfmpeg } from '../src/media/binaries';
 import { extractThumbnails } from '../src/media/video';
 import { outputPaths, relativeToRun, taskKey, tasksJsonPath, videosDir } from '../src/runs/paths';
 import { scanRun } from '../src/runs/scan';
 import type { TaskRecord, TaskRecordEntry } from '../src/runs/taskRecord';
 import { writeReports } from '../src/reports';
+import { writeReportsInChild } from '../src/reports/child';
 import { SUMMARY_HEADER_ROW } from '../src/reports/excel';
 import { buildRunReport, linkFromReports } from '../src/reports/model';
 import { makeRunFolder } from './helpers/runFolder';
@@ -86,7 +88,8 @@ describe('reports of a run (Excel + gallery)', () => {
       [taskKey(2, 1)]: entry(2, 1, { ...done, ...(await finishedShot(runDir, 2, 1)), cost: 1, currency: 'CNY' }),
       [taskKey(2, 2)]: entry(2, 2, { status: 'RUNNING' }),
     });
-    ({ excelPath, galleryPath } = await writeReports(runDir));
+    // As the worker writes them: from a child process.
+    ({ excelPath, galleryPath } = await writeReportsInChild(runDir));
   });
 
   it('embeds one thumbnail per finished shot, anchored in that shot\'s own row', async () => {
@@ -162,6 +165,15 @@ describe('reports of a run (Excel + gallery)', () => {
   it('leaves no temp files or locks behind', async () => {
     const names = await fs.readdir(path.dirname(excelPath));
     expect(names.sort()).toEqual(['Episode-01', 'Episode-02', 'index.html', 'report.xlsx', 'tasks.json']);
+  });
+
+  it('brings back the report process\'s error, a corrupt tasks.json still named and categorised', async () => {
+    const broken = await makeRunFolder([{ episode: 1, shot: 1, prompt: 'one' }]);
+    await fs.mkdir(videosDir(broken), { recursive: true });
+    await fs.writeFile(tasksJsonPath(broken), '{"Episode-01-001": ');
+    const err = await writeReportsInChild(broken).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(InputError);
+    expect(err).toMatchObject({ category: 'corrupt-json', message: expect.stringContaining(tasksJsonPath(broken)) });
   });
 });
 

@@ -19,7 +19,7 @@ import { awaitSubmitSlot, SLOT_HOLD_MS } from '../runs/pacer';
 import { clearSubmissionStarted, markSubmissionStarted, readSubmission, recordSubmission, SubmissionExistsError, type JournalEntry } from '../runs/journal';
 import { formatLocalTime, moveTakeVideo, readTaskRecord, takeAt, updateTaskRecord } from '../runs/taskRecord';
 import { estimateShotCost, priceOf, roundMoney } from '../pricing';
-import { writeReports } from '../reports';
+import { writeReportsInChild } from '../reports/child';
 import { metrics } from '../metrics';
 import type { ShotSpec } from '../workflows/types';
 
@@ -179,8 +179,7 @@ export function createActivities(deps: ActivityDeps) {
     async writeReports(args: { runDir: string }) {
       return guard(clean, async () => {
         await sweepLeftovers(videosDir(args.runDir));
-        const written = await writeReports(args.runDir);
-        return { excelPath: written.excelPath, galleryPath: written.galleryPath };
+        return writeReportsInChild(args.runDir, Context.current().cancellationSignal);
       });
     },
 
