@@ -17,7 +17,7 @@ import { runCommand } from '../src/cli/run';
 import { requestRegeneration, waitForShot } from '../src/cli/regenerate';
 import type { TemporalHandle } from '../src/temporal/connection';
 import { createWorker } from '../src/worker';
-import { episodeWorkflowId } from '../src/workflows/ids';
+import { episodeWorkflowId, shotWorkflowId } from '../src/workflows/ids';
 import { maybeRecordHistory } from './helpers/histories';
 import { imageDistance, makeRunFolder } from './helpers/runFolder';
 import { devServerEnv } from './helpers/temporal';
@@ -93,6 +93,8 @@ describe('i2v run, end to end', () => {
     const leftovers = (await readdir(path.join(summary.plan.runDir, '08_generated_videos'), { recursive: true })).filter((f) => /\.part$|\.tmp/.test(String(f)));
     expect(leftovers).toEqual([]);
     await maybeRecordHistory('episode-success', env.client.workflow.getHandle(episodeWorkflowId(summary.plan.runId, 1)));
+    // A shot that keeps its I2vState search attribute up to date, as every run on a server that has it does.
+    await maybeRecordHistory('shot-search-attributes', env.client.workflow.getHandle(shotWorkflowId(summary.plan.runId, 1, 1, 1)));
 
     // The Web UI (and `temporal workflow list`) can filter this run's workflows by search attribute.
     const listed = await eventually(async () => {
@@ -103,6 +105,13 @@ describe('i2v run, end to end', () => {
       return found.length === 6 ? found : undefined;
     });
     expect(listed.map((w) => w.state).sort()).toEqual(['done', 'done', 'done', 'done', 'done', 'done']);
+    // Each change of I2vState is a visibility write: a shot makes two (it starts as 'preparing').
+    const shotHistory = await env.client.workflow.getHandle(shotWorkflowId(summary.plan.runId, 1, 1, 1)).fetchHistory();
+    const states = shotHistory.events!.flatMap((e) => {
+      const fields = e.upsertWorkflowSearchAttributesEventAttributes?.searchAttributes?.indexedFields;
+      return fields?.I2vState ? [JSON.parse(Buffer.from(fields.I2vState.data!).toString())] : [];
+    });
+    expect(states).toEqual(['generating', 'done']);
 
     const posts = emulator.ledger().posts;
     const again = await runCommand(runDir, { provider: provider(), settings, temporal, out: quiet(), refreshMs: 200 });

@@ -25,6 +25,7 @@ export function shotSearchAttributes(runId: string, episode: number, shot: numbe
     { key: I2V_RUN, value: runId },
     { key: I2V_EPISODE, value: episode },
     { key: I2V_SHOT, value: shot },
-    { key: I2V_STATE, value: 'queued' },
+    // A shot workflow starts by preparing its image (and then submits it); it says when it is generating.
+    { key: I2V_STATE, value: 'preparing' },
   ];
 }

@@ -41,7 +41,7 @@ export interface ShotWorkflowInput {
   poll: PollSchedule;
   /** When a submission's outcome is unknown: stop ('fail', the default) or risk paying twice ('resubmit'). */
   uncertainSubmit?: UncertainSubmitPolicy;
-  /** The server has our custom search attributes registered: keep `I2vState` up to date. */
+  /** The server has our custom search attributes registered: keep `I2vState` up to date (generating, done, failed). */
   searchAttributes?: boolean;
   /** Expected generation time: the episode's own estimate once it has one, else the configured expectation. */
   estimate?: GenerationEstimate;
