@@ -64,13 +64,13 @@ describe('learned polling', () => {
   });
 
   it('checks first a dense interval after the earliest plausible finish, then every dense interval, then backs off', () => {
-    expect(nextPollDelaySeconds(0, 0, DEFAULT_POLL_SCHEDULE, estimate)).toBe(99);
-    expect(nextPollDelaySeconds(1, 99, DEFAULT_POLL_SCHEDULE, estimate)).toBe(9);
-    expect(nextPollDelaySeconds(5, 190, DEFAULT_POLL_SCHEDULE, estimate)).toBe(9);
-    expect(nextPollDelaySeconds(6, 200, DEFAULT_POLL_SCHEDULE, estimate)).toBe(13.5);
+    expect(nextPollDelaySeconds(0, 0, DEFAULT_POLL_SCHEDULE, estimate)).toBe(98);
+    expect(nextPollDelaySeconds(1, 98, DEFAULT_POLL_SCHEDULE, estimate)).toBe(8);
+    expect(nextPollDelaySeconds(5, 190, DEFAULT_POLL_SCHEDULE, estimate)).toBe(8);
+    expect(nextPollDelaySeconds(6, 200, DEFAULT_POLL_SCHEDULE, estimate)).toBe(12);
     expect(nextPollDelaySeconds(9, 260, DEFAULT_POLL_SCHEDULE, estimate)).toBe(60);
     // A shot resumed part-way (a later run) keeps to the same plan.
-    expect(nextPollDelaySeconds(0, 50, DEFAULT_POLL_SCHEDULE, estimate)).toBe(49);
+    expect(nextPollDelaySeconds(0, 50, DEFAULT_POLL_SCHEDULE, estimate)).toBe(48);
   });
 
   it('sees a task within the dense interval anywhere in the window, with about half the checks of polling every 10 s', () => {

@@ -10,10 +10,12 @@
 import type { GenerationEstimate, PollSchedule } from './types';
 
 /**
- * `denseSeconds` 9: across the expected window a finished task is seen within 9 s, a little sooner than polling
- * every 10 s, with about half the checks, because none are spent before the window opens (bench/README.md).
+ * `denseSeconds` 8: across the expected window a finished task is seen within 8 s, sooner than polling every 10 s,
+ * with under half the checks, because none are spent before the window opens. The check itself adds about half a
+ * second (a timer, a workflow task, an activity, the request), which 9 s left no margin for at p95 against
+ * polling every 10 s (bench/README.md).
  */
-export const DEFAULT_POLL_SCHEDULE: PollSchedule = { initialSeconds: 5, factor: 1.5, maxSeconds: 60, denseSeconds: 9 };
+export const DEFAULT_POLL_SCHEDULE: PollSchedule = { initialSeconds: 5, factor: 1.5, maxSeconds: 60, denseSeconds: 8 };
 
 /** Seconds to wait before status check number `pollIndex` (0-based): initial × factor^i, capped. */
 export function pollDelaySeconds(pollIndex: number, schedule: PollSchedule): number {
