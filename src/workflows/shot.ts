@@ -69,8 +69,8 @@ const RECORD_IN_SUBMIT = 'record-in-submit';
 /**
  * Patch: `I2vState` changes only to the states a shot stays in or ends in; it starts as 'preparing' (set when the
  * episode starts the shot). Each change is a write to the server's visibility store, on the embedded server the
- * largest share of its work while an episode starts its shots (npm run bench); the short phases still show in
- * the current details.
+ * largest share of its storage time while an episode starts its shots (bench/README.md); the short phases still
+ * show in the current details.
  */
 const FEWER_STATE_UPSERTS = 'fewer-state-upserts';
 const SEARCHABLE_PHASES: ReadonlySet<ShotPhase> = new Set<ShotPhase>(['generating', 'done', 'failed']);
