@@ -105,7 +105,7 @@ describe('i2v run, end to end', () => {
       return found.length === 6 ? found : undefined;
     });
     expect(listed.map((w) => w.state).sort()).toEqual(['done', 'done', 'done', 'done', 'done', 'done']);
-    // Each change of I2vState is a visibility write: a shot makes two (it starts as 'preparing').
+    // Each change of I2vState is a visibility write: a shot changes it twice (it starts as 'preparing').
     const shotHistory = await env.client.workflow.getHandle(shotWorkflowId(summary.plan.runId, 1, 1, 1)).fetchHistory();
     const states = shotHistory.events!.flatMap((e) => {
       const fields = e.upsertWorkflowSearchAttributesEventAttributes?.searchAttributes?.indexedFields;

@@ -129,7 +129,7 @@ describe('episodeWorkflow', () => {
       expect(timers[0]).toBe(7200);
       return timers[1];
     }));
-    // No check is spent before the expected earliest finish: the first three shots check first 609 s in.
+    // No check is spent before the expected earliest finish: the first three shots check first 600 s + dense in.
     expect(firstWaits.slice(0, 3)).toEqual([600 + dense, 600 + dense, 600 + dense]);
     // Three finished shots are enough to learn from: the next ones check within seconds, as their tasks do.
     for (const wait of firstWaits.slice(3)) expect(wait).toBeLessThanOrEqual(dense + 3);

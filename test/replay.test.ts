@@ -18,7 +18,7 @@ describe('replay of recorded histories', () => {
       'shot-deadline.binpb', 'shot-failed.binpb', 'shot-success.binpb',
       // With poll hints from the episode to its last shots (patch 'endgame-poll-hints').
       'episode-poll-hints.binpb', 'shot-poll-hint.binpb',
-      // A shot keeping I2vState up to date: since the patch 'fewer-state-upserts', and before it (every phase).
+      // A shot keeping I2vState up to date: with stateUpdates 'settled' (the episode asks for it), and before (every phase).
       'shot-search-attributes.binpb', 'shot-search-attributes.v1.binpb',
       // Recorded before the patches 'phase-signal-alongside', 'record-in-submit' and 'endgame-poll-hints': workflows started then still replay.
       'episode-success.v1.binpb', 'episode-continue-as-new.v1.binpb', 'shot-deadline.v1.binpb', 'shot-success.v1.binpb',

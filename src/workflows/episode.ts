@@ -98,7 +98,7 @@ export async function episodeWorkflow(input: EpisodeWorkflowInput): Promise<Epis
         args: [{
           runDir: input.runDir, runId: input.runId, shot: spec, generation: input.generation, deadlineSeconds: input.deadlineSeconds,
           poll: input.poll, uncertainSubmit: input.uncertainSubmit, searchAttributes: input.searchAttributes, estimate: estimateGeneration(samples) ?? input.expectedGeneration,
-          upscaleSmall: input.upscaleSmall, queues: input.queues,
+          upscaleSmall: input.upscaleSmall, queues: input.queues, stateUpdates: 'settled',
         }],
         staticSummary: `${spec.name} take ${spec.take}: ${summaryText(spec.prompt, 60)}`,
         typedSearchAttributes: input.searchAttributes ? shotSearchAttributes(input.runId, spec.episode, spec.shot) : undefined,

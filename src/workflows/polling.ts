@@ -10,10 +10,10 @@
 import type { GenerationEstimate, PollSchedule } from './types';
 
 /**
- * `denseSeconds` 8: across the expected window a finished task is seen within 8 s, sooner than polling every 10 s,
- * with under half the checks, because none are spent before the window opens. The check itself adds about half a
- * second (a timer, a workflow task, an activity, the request), which 9 s left no margin for at p95 against
- * polling every 10 s (bench/README.md).
+ * `denseSeconds` 8: across the expected window a finished task is seen within 8 s, with about half the checks of
+ * polling every 10 s, because none are spent before the window opens. The check itself adds about half a second
+ * (a timer, a workflow task, an activity, the request), which 9 s left no margin for at p95 against polling every
+ * 10 s (bench/README.md).
  */
 export const DEFAULT_POLL_SCHEDULE: PollSchedule = { initialSeconds: 5, factor: 1.5, maxSeconds: 60, denseSeconds: 8 };
 

@@ -66,13 +66,7 @@ const activities = proxyActivities<Activities>(PREP);
 const PHASE_SIGNAL_ALONGSIDE = 'phase-signal-alongside';
 /** Patch: submitTask records the new task in tasks.json itself. */
 const RECORD_IN_SUBMIT = 'record-in-submit';
-/**
- * Patch: `I2vState` changes only to the states a shot stays in or ends in; it starts as 'preparing' (set when the
- * episode starts the shot). Each change is a write to the server's visibility store, on the embedded server the
- * largest share of its storage time while an episode starts its shots (bench/README.md); the short phases still
- * show in the current details.
- */
-const FEWER_STATE_UPSERTS = 'fewer-state-upserts';
+/** The phases written to `I2vState` when the episode asks for `stateUpdates: 'settled'` (see ShotWorkflowInput). */
 const SEARCHABLE_PHASES: ReadonlySet<ShotPhase> = new Set<ShotPhase>(['generating', 'done', 'failed']);
 
 /** Runs an activity with its options, on the queue for its kind of work, with a one-line summary (the event history then reads like a story). */
@@ -124,9 +118,7 @@ export async function shotWorkflow(input: ShotWorkflowInput): Promise<ShotResult
     hint.arrived = true;
   });
 
-  // Histories from before the patch changed I2vState at every phase.
-  const everyPhase = input.searchAttributes === true && !patched(FEWER_STATE_UPSERTS);
-  const searchable = (phase: ShotPhase): boolean => input.searchAttributes === true && (everyPhase || SEARCHABLE_PHASES.has(phase));
+  const searchable = (phase: ShotPhase): boolean => input.searchAttributes === true && (input.stateUpdates !== 'settled' || SEARCHABLE_PHASES.has(phase));
   const enter = async (phase: ShotPhase, taskId?: string): Promise<void> => {
     progress.phase = phase;
     if (taskId) progress.taskId = taskId;

@@ -41,8 +41,16 @@ export interface ShotWorkflowInput {
   poll: PollSchedule;
   /** When a submission's outcome is unknown: stop ('fail', the default) or risk paying twice ('resubmit'). */
   uncertainSubmit?: UncertainSubmitPolicy;
-  /** The server has our custom search attributes registered: keep `I2vState` up to date (generating, done, failed). */
+  /** The server has our custom search attributes registered: keep `I2vState` up to date. */
   searchAttributes?: boolean;
+  /**
+   * 'settled': `I2vState` changes only to generating, done and failed (it starts as preparing, set by the episode);
+   * absent, as for shots started before it existed: at every phase. Each change is a write to the server's
+   * visibility store, on the embedded server the largest share of its storage time while an episode starts its
+   * shots (bench/README.md); the short phases show in the current details. An input rather than a patch, because
+   * a patch marker makes a visibility write of its own (TemporalChangeVersion).
+   */
+  stateUpdates?: 'settled';
   /** Expected generation time: the episode's own estimate once it has one, else the configured expectation. */
   estimate?: GenerationEstimate;
   /** Enlarge images under the API's 360 px minimum instead of refusing them. */
