@@ -65,7 +65,7 @@ export async function runNaive(config: NaiveConfig): Promise<NaiveResult> {
     try {
       const bytes = await readFile(path.join(episodeDir, file));
       const prompt = prompts.get(shotNumber(file)) ?? '';
-      const submitted = await client.submit({ imageDataUrl: toDataUrl(MIME[path.extname(file).toLowerCase()] ?? 'image/png', bytes), prompt, params: config.generation });
+      const submitted = await client.submit({ image: { dataUrl: toDataUrl(MIME[path.extname(file).toLowerCase()] ?? 'image/png', bytes) }, prompt, params: config.generation });
       shot.taskId = submitted.taskId;
       for (;;) {
         await sleep(config.pollIntervalMs);

@@ -1,6 +1,10 @@
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { execFileSync } from 'node:child_process';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import http from 'node:http';
 import net from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
 import type { AddressInfo } from 'node:net';
 import sharp from 'sharp';
 import { request } from 'undici';
@@ -11,6 +15,7 @@ import { classifyHttpError, classifyRequestFailure, parseRetryAfter, sanitizeBod
 import { parseSubmitResponse, parseTaskResponse, parseUsage } from '../src/provider/response';
 import type { TaskState } from '../src/provider/response';
 import { startEmulator } from '../src/emulator';
+import { base64Chunks, ImageReadError } from '../src/provider/body';
 
 const KEY = 'sk-test-0123456789abcdef';
 const PARAMS: GenerationParams = { model: 'wan2.2-i2v-flash', resolution: '480P', promptExtend: false };
@@ -290,6 +295,24 @@ describe('request building', () => {
     expect(toDataUrl('image/png', Buffer.from([1, 2, 3]))).toBe('data:image/png;base64,AQID');
   });
 
+  it('encodes a byte stream in any chunking to the base64 of the whole, and only at its announced length', async () => {
+    const bytes = Buffer.from(Array.from({ length: 40 }, (_, i) => (i * 37) % 256));
+    async function* pieces(sizes: number[]): AsyncGenerator<Buffer> {
+      let at = 0;
+      for (const n of sizes) yield bytes.subarray(at, (at += n));
+    }
+    const encode = async (sizes: number[], expected = 40) => {
+      let text = '';
+      for await (const chunk of base64Chunks(pieces(sizes), expected)) text += chunk.toString();
+      return text;
+    };
+    for (const sizes of [[40], [1, 1, 1, 37], [2, 5, 7, 11, 13, 2], [3, 3, 34], [39, 1]]) {
+      expect(await encode(sizes)).toBe(bytes.toString('base64'));
+    }
+    await expect(encode([10, 10], 40)).rejects.toThrow(new ImageReadError('The image changed while it was sent (20 bytes read, 40 expected)'));
+    await expect(encode([40], 30)).rejects.toBeInstanceOf(ImageReadError);
+  });
+
   it('rejects a base URL that is not http(s) at construction', () => {
     expect(() => createProviderClient({ kind: 'emulator', baseUrl: 'ftp://x/api/v1', apiKey: KEY, asyncHeader: false, requestTimeoutMs: 1000 })).toThrow(/http/);
   });
@@ -302,7 +325,7 @@ function config(baseUrl: string, over: Partial<ProviderConfig> = {}): ProviderCo
   return { kind: 'emulator', baseUrl, apiKey: KEY, asyncHeader: false, requestTimeoutMs: 5000, ...over };
 }
 
-const SUBMIT_INPUT = { imageDataUrl: 'data:image/jpeg;base64,/9j/AAAA', prompt: 'a lighthouse at dusk', params: PARAMS };
+const SUBMIT_INPUT = { image: { dataUrl: 'data:image/jpeg;base64,/9j/AAAA' }, prompt: 'a lighthouse at dusk', params: PARAMS };
 
 async function listen(server: net.Server): Promise<string> {
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
@@ -358,6 +381,68 @@ describe('over raw sockets', () => {
       expect(g?.headers['content-type']).toBeUndefined();
       expect(g?.headers['x-dashscope-async']).toBeUndefined();
     }
+  });
+
+  /** A server that answers every POST with a task and keeps what it received. */
+  async function recordingServer(): Promise<{ base: string; bodies: Buffer[]; headers: http.IncomingHttpHeaders[] }> {
+    const bodies: Buffer[] = [];
+    const headers: http.IncomingHttpHeaders[] = [];
+    const server = track(http.createServer((req, res) => {
+      const chunks: Buffer[] = [];
+      req.on('data', (c: Buffer) => chunks.push(c));
+      req.on('end', () => {
+        bodies.push(Buffer.concat(chunks));
+        headers.push(req.headers);
+        res.setHeader('content-type', 'application/json');
+        res.end('{"output":{"task_status":"PENDING","task_id":"t-1"},"request_id":"r-1"}');
+      });
+    }));
+    return { base: await listen(server), bodies, headers };
+  }
+
+  it('streams an image file as exactly the body its data URL gives, with the length announced', async () => {
+    const { base, bodies, headers } = await recordingServer();
+    const c = client(base);
+    const dir = await mkdtemp(path.join(os.tmpdir(), 'i2v-body-'));
+    // Sizes around the 3-byte groups of base64 and the 192 KiB read chunks; a prompt that looks like the body.
+    const sizes = [1, 2, 3, 4, 5, 196_607, 196_608, 196_609, 500_001];
+    const prompt = 'she says "img_url":"" \\ and 人物 turns';
+    for (const size of sizes) {
+      const bytes = Buffer.alloc(size, 0);
+      for (let i = 0; i < size; i++) bytes[i] = (i * 7 + size) % 256;
+      const file = path.join(dir, `image-${size}.jpg`);
+      await writeFile(file, bytes);
+      expect(await c.submit({ image: { path: file, mime: 'Image/JPEG ' }, prompt, params: PARAMS })).toMatchObject({ taskId: 't-1' });
+      const expected = JSON.stringify(buildSubmitBody({ imageDataUrl: toDataUrl('image/jpeg', bytes), prompt, params: PARAMS }));
+      const received = bodies.at(-1)!;
+      expect(received.equals(Buffer.from(expected)), `body of a ${size}-byte image`).toBe(true);
+      expect(headers.at(-1)).toMatchObject({ 'content-length': String(received.length) });
+      expect(headers.at(-1)?.['transfer-encoding']).toBeUndefined();
+    }
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  it('a prepared image that cannot be opened fails before anything is sent', async () => {
+    let connections = 0;
+    const server = track(net.createServer((socket) => { connections++; socket.resume(); }));
+    const c = client(await listen(server));
+    const submit = c.submit({ image: { path: path.join(os.tmpdir(), 'i2v-no-such-image.jpg'), mime: 'image/jpeg' }, prompt: 'x', params: PARAMS });
+    await expect(submit).rejects.toMatchObject({ code: 'ENOENT' });
+    expect(connections).toBe(0);
+  });
+
+  it('an image that changes while it is sent ends the request short: not delivered, safe to retry', async () => {
+    const { base, bodies } = await recordingServer();
+    const c = client(base);
+    const dir = await mkdtemp(path.join(os.tmpdir(), 'i2v-body-'));
+    // A pipe reports a size of 0 and then yields bytes: the body can no longer match its announced length.
+    const fifo = path.join(dir, 'image.jpg');
+    execFileSync('mkfifo', [fifo]);
+    const [err] = await Promise.all([caught(c.submit({ image: { path: fifo, mime: 'image/jpeg' }, prompt: 'x', params: PARAMS })), writeFile(fifo, Buffer.alloc(1000, 1))]);
+    expect(err).toMatchObject({ code: 'NetworkError', retryable: true, outcomeUnknown: false });
+    expect((err as Error).message).toMatch(/not completed: The image changed while it was sent \(1000 bytes read, 0 expected\)/);
+    expect(bodies).toEqual([]);
+    await rm(dir, { recursive: true, force: true });
   });
 
   it('escapes the task id in the query path', async () => {
@@ -492,7 +577,7 @@ describe('against the emulator', () => {
   let c: ProviderHttpClient;
   let image: string;
   const extra: Array<{ close(): Promise<void> }> = [];
-  const input = (prompt = 'a lighthouse at dusk, slow push-in'): typeof SUBMIT_INPUT => ({ imageDataUrl: image, prompt, params: PARAMS });
+  const input = (prompt = 'a lighthouse at dusk, slow push-in'): typeof SUBMIT_INPUT => ({ image: { dataUrl: image }, prompt, params: PARAMS });
 
   beforeAll(async () => {
     image = await jpeg(640, 360);
@@ -583,10 +668,10 @@ describe('against the emulator', () => {
   });
 
   it('an invalid image is 400 InvalidParameter, fatal', async () => {
-    const tooSmall = await caught(c.submit({ ...input(), imageDataUrl: await jpeg(300, 300) }));
+    const tooSmall = await caught(c.submit({ ...input(), image: { dataUrl: await jpeg(300, 300) } }));
     expect(tooSmall).toMatchObject({ httpStatus: 400, code: 'InvalidParameter', retryable: false });
     const png = await sharp({ create: { width: 640, height: 360, channels: 3, background: '#336699' } }).png().toBuffer();
-    const mislabelled = await caught(c.submit({ ...input(), imageDataUrl: toDataUrl('image/jpeg', png) }));
+    const mislabelled = await caught(c.submit({ ...input(), image: { dataUrl: toDataUrl('image/jpeg', png) } }));
     expect(mislabelled).toMatchObject({ httpStatus: 400, code: expect.stringMatching(/^InvalidParameter/), retryable: false });
   });
 

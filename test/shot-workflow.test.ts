@@ -6,7 +6,7 @@ import { randomUUID } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
 import { temporal } from '@temporalio/proto';
 import { DEFAULT_GENERATION, providerConfig } from '../src/config';
-import { createProviderClient, toDataUrl } from '../src/provider/client';
+import { createProviderClient } from '../src/provider/client';
 import { markSubmissionStarted, recordSubmission } from '../src/runs/journal';
 import { readTaskRecord } from '../src/runs/taskRecord';
 import { scanRun } from '../src/runs/scan';
@@ -16,7 +16,6 @@ import type { ShotWorkflowInput } from '../src/workflows/types';
 import { maybeRecordHistory } from './helpers/histories';
 import { makeRunFolder } from './helpers/runFolder';
 import { useTimeSkippingPipeline } from './helpers/temporal';
-import { readFile } from 'node:fs/promises';
 
 const EventType = temporal.api.enums.v1.EventType;
 
@@ -110,8 +109,7 @@ describe('shotWorkflow', () => {
   it('re-uses a task id already recorded for the take instead of submitting again (crash after the POST)', async () => {
     const input = await shotInput('submitted before the worker crashed');
     const provider = createProviderClient(providerConfig('emulator', { baseUrl: pipeline.emulator.baseUrl }));
-    const image = toDataUrl('image/png', await readFile(input.shot.imagePath));
-    const submitted = await provider.submit({ imageDataUrl: image, prompt: input.shot.prompt, params: input.generation });
+    const submitted = await provider.submit({ image: { path: input.shot.imagePath, mime: 'image/png' }, prompt: input.shot.prompt, params: input.generation });
     await recordSubmission(input.runDir, submissionKey(1, 1, 1), { taskId: submitted.taskId, submittedAt: new Date().toISOString() });
 
     const before = pipeline.emulator.ledger();
@@ -123,8 +121,7 @@ describe('shotWorkflow', () => {
   it('checks a task once more, instead of giving up, when a later run finds it past its deadline', async () => {
     const input = await shotInput('finished while nobody was watching');
     const provider = createProviderClient(providerConfig('emulator', { baseUrl: pipeline.emulator.baseUrl }));
-    const image = toDataUrl('image/png', await readFile(input.shot.imagePath));
-    const submitted = await provider.submit({ imageDataUrl: image, prompt: input.shot.prompt, params: input.generation });
+    const submitted = await provider.submit({ image: { path: input.shot.imagePath, mime: 'image/png' }, prompt: input.shot.prompt, params: input.generation });
     const threeHoursAgo = new Date(Date.now() - 3 * 3600_000).toISOString();
     await recordSubmission(input.runDir, submissionKey(1, 1, 1), { taskId: submitted.taskId, submittedAt: threeHoursAgo });
     await eventuallyDone(provider, submitted.taskId);

@@ -3,13 +3,12 @@
  * Built by a factory so the worker (and tests) decide the dependencies. Arguments and results are small
  * JSON: paths, hashes, ids. Image bytes are read here, inside `submitTask`, and never leave it.
  */
-import { readFile, rename, mkdir, access } from 'node:fs/promises';
+import { rename, mkdir, access } from 'node:fs/promises';
 import path from 'node:path';
 import { ApplicationFailure, Context } from '@temporalio/activity';
 import type { GenerationParams } from '../config';
 import { InputError, ProviderError, redact } from '../errors';
 import type { ProviderClient } from '../provider/client';
-import { toDataUrl } from '../provider/client';
 import { prepareImage, type ImageLimits, DEFAULT_IMAGE_LIMITS } from '../media/image';
 import { downloadVideo, DownloadError } from '../media/download';
 import { extractThumbnails } from '../media/video';
@@ -81,7 +80,6 @@ export function createActivities(deps: ActivityDeps) {
         if (previous?.state === 'started' && !resubmit) {
           throw uncertain('A previous submission of this take was sent but its outcome is unknown (crash, timeout or reset)');
         }
-        const imageDataUrl = toDataUrl(args.image.mime, await readFile(args.image.path));
         const slot = deps.submitsPerSecond ? await awaitSubmitSlot(args.runDir, deps.submitsPerSecond) : undefined;
         try {
           await markSubmissionStarted(args.runDir, args.submissionKey, now(), { replaceStarted: resubmit });
@@ -103,7 +101,7 @@ export function createActivities(deps: ActivityDeps) {
         }
         let result: Awaited<ReturnType<ProviderClient['submit']>>;
         try {
-          result = await deps.provider.submit({ imageDataUrl, prompt: args.prompt, params: args.generation });
+          result = await deps.provider.submit({ image: args.image, prompt: args.prompt, params: args.generation });
         } catch (err) {
           // Only a request the provider certainly did not accept may be tried again (unless the user accepts
           // the risk of paying twice with the 'resubmit' policy).

@@ -4,22 +4,18 @@
  * retrying is the caller's job (Temporal activity retry policies), guided by `ProviderError.retryable`
  * and `outcomeUnknown`.
  */
+import type { Readable } from 'node:stream';
 import { Agent, request, type Dispatcher } from 'undici';
-import type { ProviderConfig, GenerationParams } from '../config';
+import type { ProviderConfig } from '../config';
 import { ConfigError, ProviderError } from '../errors';
-import { ASYNC_HEADER, SUBMIT_PATH, taskPath, type SubmitRequestBody } from './types';
+import { ASYNC_HEADER, SUBMIT_PATH, taskPath } from './types';
+import { ImageReadError, openSubmitBody, type SubmitInput } from './body';
 import { CLIENT_ERROR_CODES, abortedBeforeSend, classifyHttpError, classifyRequestFailure, headerValue, type RequestKind } from './errors';
 import { parseSubmitResponse, parseTaskResponse, type SubmitResult, type TaskState } from './response';
 
 export type { SubmitResult, TaskState, TaskUsageSummary } from './response';
 export { CLIENT_ERROR_CODES } from './errors';
-
-export interface SubmitInput {
-  /** `data:image/jpeg;base64,...`, built by the caller from the prepared file (see toDataUrl). */
-  imageDataUrl: string;
-  prompt: string;
-  params: GenerationParams;
-}
+export { buildSubmitBody, toDataUrl, type SubmitImage, type SubmitInput } from './body';
 
 export interface CallOptions {
   signal?: AbortSignal;
@@ -40,24 +36,6 @@ export interface ProviderHttpClient extends ProviderClient {
 const MAX_RESPONSE_BYTES = 1024 * 1024;
 /** Undici's default connect timeout, capped by the request timeout. */
 const CONNECT_TIMEOUT_MS = 10_000;
-
-export function toDataUrl(mime: string, bytes: Buffer): string {
-  return `data:${mime.trim().toLowerCase()};base64,${bytes.toString('base64')}`;
-}
-
-/** The documented request body (§2): `duration` only when set, so a model's default applies otherwise. */
-export function buildSubmitBody(input: SubmitInput): SubmitRequestBody {
-  const { params } = input;
-  return {
-    model: params.model,
-    input: { prompt: input.prompt, img_url: input.imageDataUrl },
-    parameters: {
-      resolution: params.resolution,
-      prompt_extend: params.promptExtend,
-      ...(params.duration !== undefined ? { duration: params.duration } : {}),
-    },
-  };
-}
 
 function checkBaseUrl(baseUrl: string): string {
   let url: URL;
@@ -93,6 +71,19 @@ async function readText(body: Dispatcher.ResponseData['body']): Promise<string> 
   return Buffer.concat(chunks).toString('utf8');
 }
 
+function readingImageFailed(err: unknown): err is Error {
+  return err instanceof ImageReadError || (err instanceof Error && err.cause instanceof ImageReadError);
+}
+
+/**
+ * The body ended short of its announced length, so no server could have read a whole request from it (a proxy
+ * that streams it on passes on the same short body): nothing was created and trying again is safe.
+ */
+function imageNotSent(err: Error): ProviderError {
+  const reason = err instanceof ImageReadError ? err : (err.cause as ImageReadError);
+  return new ProviderError({ message: `Submitting the task failed, the request was not completed: ${reason.message}`, code: CLIENT_ERROR_CODES.network, retryable: true });
+}
+
 const GATEWAY_TIMEOUT_STATUSES: ReadonlySet<number> = new Set([502, 504]);
 
 export function createProviderClient(config: ProviderConfig, deps: { dispatcher?: Dispatcher } = {}): ProviderHttpClient {
@@ -105,7 +96,7 @@ export function createProviderClient(config: ProviderConfig, deps: { dispatcher?
   const secrets = [config.apiKey];
   const auth = `Bearer ${config.apiKey}`;
 
-  async function send(kind: RequestKind, path: string, init: { method: 'GET' | 'POST'; headers: Record<string, string>; body?: string }, signal: AbortSignal | undefined): Promise<RawResponse> {
+  async function send(kind: RequestKind, path: string, init: { method: 'GET' | 'POST'; headers: Record<string, string>; body?: string | Readable }, signal: AbortSignal | undefined): Promise<RawResponse> {
     if (signal?.aborted) throw abortedBeforeSend(kind);
     let res: Dispatcher.ResponseData;
     try {
@@ -120,6 +111,7 @@ export function createProviderClient(config: ProviderConfig, deps: { dispatcher?
         bodyTimeout: timeoutMs,
       });
     } catch (err) {
+      if (readingImageFailed(err)) throw imageNotSent(err);
       throw classifyRequestFailure(err, { kind, aborted: signal?.aborted ?? false, secrets });
     }
     const ok = res.statusCode >= 200 && res.statusCode < 300;
@@ -145,9 +137,15 @@ export function createProviderClient(config: ProviderConfig, deps: { dispatcher?
 
   return {
     async submit(input, opts = {}) {
-      const headers: Record<string, string> = { authorization: auth, 'content-type': 'application/json' };
+      const body = await openSubmitBody(input);
+      const headers: Record<string, string> = { authorization: auth, 'content-type': 'application/json', 'content-length': String(body.length) };
       if (config.asyncHeader) headers[ASYNC_HEADER.toLowerCase()] = 'enable';
-      const res = await send('submit', SUBMIT_PATH, { method: 'POST', headers, body: JSON.stringify(buildSubmitBody(input)) }, opts.signal);
+      let res: RawResponse;
+      try {
+        res = await send('submit', SUBMIT_PATH, { method: 'POST', headers, body: body.body }, opts.signal);
+      } finally {
+        await body.close();
+      }
       failIfNotOk(res, 'submit');
       return parseSubmitResponse(res.text, { status: res.status, headerRequestId: headerValue(res.headers, 'x-request-id'), secrets });
     },

@@ -1,0 +1,125 @@
+/**
+ * The submit request body (§2 of the API reference) with the image inline as a base64 data URL. From a file it
+ * is streamed: the JSON around the image is built once and the image is encoded chunk by chunk as the request
+ * is sent, so a submission holds one chunk of the image in memory instead of the file, its base64 and the JSON
+ * (each as large as the image or larger, with several submissions at once).
+ */
+import { open } from 'node:fs/promises';
+import { Readable } from 'node:stream';
+import type { GenerationParams } from '../config';
+import type { SubmitRequestBody } from './types';
+
+/** The image to send: a data URL already built, or a prepared file to stream one from. */
+export type SubmitImage = { dataUrl: string } | { path: string; mime: string };
+
+export interface SubmitInput {
+  image: SubmitImage;
+  prompt: string;
+  params: GenerationParams;
+}
+
+export interface SubmitBody {
+  /** The JSON text, or its bytes as they are read (exactly `length` of them). */
+  body: string | Readable;
+  length: number;
+  /** Releases the image file; safe to call whether or not the body was read. */
+  close(): Promise<void>;
+}
+
+/** Reading the image failed part-way, so the request went out incomplete and the provider cannot have taken it. */
+export class ImageReadError extends Error {
+  override readonly name = 'ImageReadError';
+}
+
+/** A multiple of 3, so every chunk but the last encodes to base64 without padding. */
+const CHUNK_BYTES = 3 * 64 * 1024;
+
+export function dataUrlPrefix(mime: string): string {
+  return `data:${mime.trim().toLowerCase()};base64,`;
+}
+
+export function toDataUrl(mime: string, bytes: Buffer): string {
+  return `${dataUrlPrefix(mime)}${bytes.toString('base64')}`;
+}
+
+/** The documented request body: `duration` only when set, so a model's default applies otherwise. */
+export function buildSubmitBody(input: { imageDataUrl: string; prompt: string; params: GenerationParams }): SubmitRequestBody {
+  const { params } = input;
+  return {
+    model: params.model,
+    input: { prompt: input.prompt, img_url: input.imageDataUrl },
+    parameters: {
+      resolution: params.resolution,
+      prompt_extend: params.promptExtend,
+      ...(params.duration !== undefined ? { duration: params.duration } : {}),
+    },
+  };
+}
+
+/**
+ * Opens the body. The file is opened and sized here, before anything is sent, so a missing or unreadable
+ * prepared image fails without a request.
+ */
+export async function openSubmitBody(input: SubmitInput): Promise<SubmitBody> {
+  const { image } = input;
+  if ('dataUrl' in image) {
+    const body = JSON.stringify(buildSubmitBody({ imageDataUrl: image.dataUrl, prompt: input.prompt, params: input.params }));
+    return { body, length: Buffer.byteLength(body), close: async () => {} };
+  }
+  // Inside a JSON string every quote is escaped, so the empty value's unescaped `"img_url":""` occurs once.
+  const json = JSON.stringify(buildSubmitBody({ imageDataUrl: '', prompt: input.prompt, params: input.params }));
+  const at = json.indexOf('"img_url":""') + '"img_url":"'.length;
+  const head = Buffer.from(json.slice(0, at) + dataUrlPrefix(image.mime));
+  const tail = Buffer.from(json.slice(at));
+  const file = await open(image.path, 'r');
+  let size: number;
+  try {
+    size = (await file.stat()).size;
+  } catch (err) {
+    await file.close();
+    throw err;
+  }
+  async function* bytes(): AsyncGenerator<Buffer> {
+    yield head;
+    yield* base64Chunks(file.createReadStream({ highWaterMark: CHUNK_BYTES, autoClose: false }), size);
+    yield tail;
+  }
+  let closed = false;
+  return {
+    body: Readable.from(bytes(), { objectMode: false }),
+    length: head.length + base64Length(size) + tail.length,
+    close: async () => {
+      if (closed) return;
+      closed = true;
+      await file.close();
+    },
+  };
+}
+
+export function base64Length(bytes: number): number {
+  return 4 * Math.ceil(bytes / 3);
+}
+
+/**
+ * Base64 of a byte stream, in chunks that concatenate to the base64 of the whole: each chunk encodes a
+ * multiple of 3 bytes and carries the rest over. Fails unless the stream holds exactly `expectedBytes`,
+ * since the request's length was announced from that.
+ */
+export async function* base64Chunks(source: AsyncIterable<Buffer>, expectedBytes: number): AsyncGenerator<Buffer> {
+  let carry: Buffer = Buffer.alloc(0);
+  let read = 0;
+  try {
+    for await (const chunk of source) {
+      read += chunk.length;
+      if (read > expectedBytes) break;
+      const data = carry.length ? Buffer.concat([carry, chunk]) : chunk;
+      const whole = data.length - (data.length % 3);
+      carry = data.subarray(whole);
+      if (whole) yield Buffer.from(data.subarray(0, whole).toString('base64'));
+    }
+  } catch (err) {
+    throw new ImageReadError(`Reading the image failed: ${(err as Error).message}`, { cause: err });
+  }
+  if (read !== expectedBytes) throw new ImageReadError(`The image changed while it was sent (${read} bytes read, ${expectedBytes} expected)`);
+  if (carry.length) yield Buffer.from(carry.toString('base64'));
+}
