@@ -12,7 +12,7 @@ import { NAIVE_POLL_SECONDS, scalePollSchedule, type LatencyModel } from './late
 import { round } from './measure';
 import { measureNaive, measureOurs, type MeasureOptions, type PipelineConfig, type RunMetrics, type ScenarioName } from './pipelines';
 import { modelPollSchedules } from './pollModel';
-import { checkTargets, formatActivities, formatModel, formatTable } from './report';
+import { checkTargets, formatActivities, formatModel, formatRepetitions, formatTable, type DefaultPair } from './report';
 
 const SCENARIOS: readonly ScenarioName[] = ['default', 'scale', 'payload'];
 
@@ -25,6 +25,7 @@ interface BenchOptions extends MeasureOptions {
   scaleShots: number;
   scaleMaxInFlight: number;
   payloadShots: number;
+  repeat: number;
 }
 
 async function main(argv: string[]): Promise<number> {
@@ -38,13 +39,18 @@ async function main(argv: string[]): Promise<number> {
   for (const line of header) console.log(line);
 
   const runs: RunMetrics[] = [];
+  const pairs: DefaultPair[] = [];
   const started = Date.now();
   const loadAtStart = os.loadavg();
   for (const scenario of opts.scenarios) {
     if (scenario === 'default') {
       const cfg: PipelineConfig = { scenario, shots: opts.shots, image: 'scene', latency: opts.latency, maxInFlight: opts.maxInFlight ?? opts.shots };
-      runs.push(await measureOurs(`ours ${opts.shots}`, cfg, opts));
-      runs.push(await measureNaive(`naive ${opts.shots}`, cfg, opts));
+      for (let i = 1; i <= opts.repeat; i++) {
+        const suffix = opts.repeat > 1 ? ` #${i}` : '';
+        pairs.push({ ours: await measureOurs(`ours ${opts.shots}${suffix}`, cfg, opts), naive: await measureNaive(`naive ${opts.shots}${suffix}`, cfg, opts) });
+      }
+      // The table shows the first repetition; the others are summarised below it.
+      runs.push(pairs[0]!.ours, pairs[0]!.naive);
     } else if (scenario === 'scale') {
       const cfg: PipelineConfig = { scenario, shots: opts.scaleShots, image: 'scene', latency: 'near-zero', maxInFlight: opts.scaleMaxInFlight };
       runs.push(await measureOurs(`scale ${opts.scaleShots}`, cfg, opts));
@@ -56,13 +62,17 @@ async function main(argv: string[]): Promise<number> {
       }
     }
   }
-  const targets = checkTargets(runs);
+  const targets = checkTargets(runs, pairs);
   const model = opts.scenarios.includes('default') ? modelPollSchedules(opts.seed) : undefined;
   console.log('');
   console.log(formatTable(runs));
   console.log('');
   console.log(formatActivities(runs));
   console.log('');
+  if (pairs.length > 1) {
+    console.log(formatRepetitions(pairs));
+    console.log('');
+  }
   if (model) {
     console.log(formatModel(model.outcomes, opts.timeFactor));
     console.log('');
@@ -78,7 +88,7 @@ async function main(argv: string[]): Promise<number> {
     // Other work on the machine slows both pipelines; the 1-, 5- and 15-minute load averages say how busy it was.
     loadAverage: { start: loadAtStart.map((l) => round(l, 2)), end: os.loadavg().map((l) => round(l, 2)) },
   };
-  await writeFile(file, `${JSON.stringify({ scenario: opts.scenarioLabel, seed: opts.seed, timeFactor: opts.timeFactor, options: opts, machine, runs, targets, pollModel: model?.outcomes }, null, 2)}\n`);
+  await writeFile(file, `${JSON.stringify({ scenario: opts.scenarioLabel, seed: opts.seed, timeFactor: opts.timeFactor, options: opts, machine, runs, repetitions: pairs.length > 1 ? pairs : undefined, targets, pollModel: model?.outcomes }, null, 2)}\n`);
   console.log(`Results: ${path.relative(process.cwd(), file)}`);
   return 0;
 }
@@ -107,16 +117,18 @@ function parseOptions(argv: string[]): BenchOptions {
     .option('--scale-max-in-flight <n>', 'our maxInFlight in the scale scenario', positive, 100)
     .option('--payload-shots <n>', 'shots per image size in the payload scenario', positive, 20)
     .option('--submit-rate <n>', 'our submissions per second (the baseline submits all at once)', positive, 1000)
+    .option('--repeat <n>', 'runs of the default scenario (both pipelines each time); its targets are judged on the medians', positive, 1)
     .option('--keep', 'keep the temporary run folders and servers\' state')
     .parse(argv);
   const flags = program.opts<{
     scenario?: 'default' | 'scale' | 'payload' | 'all'; shots: number; latency: LatencyModel; timeFactor: number; seed: number; maxInFlight?: number;
-    scaleShots: number; scaleMaxInFlight: number; payloadShots: number; submitRate: number; keep?: boolean;
+    scaleShots: number; scaleMaxInFlight: number; payloadShots: number; submitRate: number; repeat: number; keep?: boolean;
   }>();
   if (flags.shots > 1000) throw new InvalidArgumentError('--shots is at most 1000');
   // Naming the default scenario's shots or latency without a scenario runs just that comparison.
   const explicit = program.getOptionValueSource('shots') === 'cli' || program.getOptionValueSource('latency') === 'cli';
   const scenario = flags.scenario ?? (explicit ? 'default' : 'all');
+  if (flags.repeat > 1 && scenario !== 'default' && scenario !== 'all') throw new InvalidArgumentError('--repeat repeats the default scenario; add --scenario default or all');
   return {
     scenarios: scenario === 'all' ? [...SCENARIOS] : [scenario],
     scenarioLabel: scenario,
@@ -129,6 +141,7 @@ function parseOptions(argv: string[]): BenchOptions {
     scaleMaxInFlight: flags.scaleMaxInFlight,
     payloadShots: flags.payloadShots,
     submitRate: flags.submitRate,
+    repeat: flags.repeat,
     keep: flags.keep ?? false,
   };
 }
@@ -142,7 +155,9 @@ function evalFraction(text: string): number {
 main(process.argv).then(
   (code) => process.exit(code),
   (err: unknown) => {
-    console.error(err instanceof Error ? (err.stack ?? err.message) : String(err));
+    // A bad option is the user's to fix, not a bug: its message is enough.
+    if (err instanceof InvalidArgumentError) console.error(`bench: ${err.message}`);
+    else console.error(err instanceof Error ? (err.stack ?? err.message) : String(err));
     process.exit(2);
   },
 );
