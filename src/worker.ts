@@ -99,7 +99,7 @@ export async function createWorker(opts: WorkerOptions): Promise<WorkerGroup> {
     // The server's limiter (a token bucket) lets a second's worth of tokens burst on top of its rate, so it is
     // given half the limit: the provider then never sees more than the limit in any one second.
     const limit = opts.submitsPerSecond ?? DEFAULTS.submitsPerSecond;
-    // Each submission holds its image as a data URL (up to 10 MB, several copies while sent): a few at once.
+    // Each submission streams its image (a 192 KiB chunk at a time) and mostly waits on the provider.
     workers.push(await activityWorker(queues.submit, { maxConcurrentActivityTaskExecutions: 8, maxTaskQueueActivitiesPerSecond: limit / 2 }));
   }
   if (roles.includes('provider')) workers.push(await activityWorker(queues.provider, { maxConcurrentActivityTaskExecutions: 32 }));
