@@ -33,7 +33,9 @@ export function checkTargets(runs: RunMetrics[], pairs: DefaultPair[] = defaultP
     const lagP95 = (r: RunMetrics) => r.detectionLagSeconds.p95;
     targets.push({
       target: 'makespan within 1.10× the ideal', met: ours(ratio).median <= 1.1,
-      evidence: `${describeSpread(ours(ratio), '×')}${wins((p) => p.ours.makespanOverIdeal <= 1.1)}`,
+      evidence: pairs.length === 1
+        ? `${pairs[0]!.ours.makespanSeconds} s / ${pairs[0]!.ours.idealSeconds} s = ${pairs[0]!.ours.makespanOverIdeal}×`
+        : `${describeSpread(ours(ratio), '×')}${wins((p) => p.ours.makespanOverIdeal <= 1.1)}`,
     });
     targets.push({
       target: 'makespan no worse than the naive baseline', met: ours(makespan).median <= naive(makespan).median,
