@@ -9,7 +9,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { InputError } from '../src/errors';
 import { runFfmpeg } from '../src/media/binaries';
 import { DownloadError, downloadVideo } from '../src/media/download';
-import { DEFAULT_IMAGE_LIMITS, type ImageLimits, prepareImage, targetSize, toDataUrlFromFile } from '../src/media/image';
+import { DEFAULT_IMAGE_LIMITS, type ImageLimits, type PreparedImage, prepareImage, targetSize } from '../src/media/image';
+import { toDataUrl } from '../src/provider/body';
 import { extractThumbnails, probeVideo, VideoInvalidError } from '../src/media/video';
 import { bmp } from './helpers/images';
 
@@ -49,6 +50,11 @@ interface Snapshot { sha256: string; size: number; mtimeMs: number }
 async function snapshot(file: string): Promise<Snapshot> {
   const [data, st] = await Promise.all([fs.readFile(file), fs.stat(file)]);
   return { sha256: createHash('sha256').update(data).digest('hex'), size: st.size, mtimeMs: st.mtimeMs };
+}
+
+/** The data URL a submission sends for the prepared file. */
+async function dataUrlOf(prepared: PreparedImage): Promise<string> {
+  return toDataUrl(prepared.mime, await fs.readFile(prepared.path));
 }
 
 /** Runs prepareImage and proves the source file is byte-for-byte and mtime-for-mtime as it was. */
@@ -98,7 +104,8 @@ describe('prepareImage', () => {
     const size = (await fs.stat(file)).size;
     expect(prepared).toMatchObject({ path: file, mime: 'image/jpeg', width: 800, height: 600, bytes: size, changes: [] });
     expect(prepared.sha256).toBe((await snapshot(file)).sha256);
-    expect(prepared.dataUrlBytes).toBe((await toDataUrlFromFile(prepared)).length);
+    expect(prepared.fileSha256).toBe(prepared.sha256);
+    expect(prepared.dataUrlBytes).toBe((await dataUrlOf(prepared)).length);
   });
 
   it('downscales a 4000×2250 JPEG to 2000×1125 into the cache', async () => {
@@ -110,7 +117,8 @@ describe('prepareImage', () => {
     const meta = await sharp(prepared.path).metadata();
     expect([meta.format, meta.width, meta.height]).toEqual(['jpeg', 2000, 1125]);
     expect(prepared.bytes).toBe((await fs.stat(prepared.path)).size);
-    expect(prepared.dataUrlBytes).toBe((await toDataUrlFromFile(prepared)).length);
+    expect(prepared.fileSha256).toBe((await snapshot(prepared.path)).sha256);
+    expect(prepared.dataUrlBytes).toBe((await dataUrlOf(prepared)).length);
   });
 
   it('rejects a 200×200 PNG as too small with a fix naming --upscale-small, and enlarges it when allowed', async () => {
@@ -224,7 +232,7 @@ describe('prepareImage', () => {
       const prepared = await prepareUntouched(noisy);
       expect(prepared).toMatchObject({ mime: 'image/jpeg', width: 2000, height: 2000, changes: ['re-encoded as JPEG q95'] });
       expect(prepared.dataUrlBytes).toBeLessThanOrEqual(DEFAULT_IMAGE_LIMITS.maxDataUrlBytes);
-      expect(prepared.dataUrlBytes).toBe((await toDataUrlFromFile(prepared)).length);
+      expect(prepared.dataUrlBytes).toBe((await dataUrlOf(prepared)).length);
     });
 
     it('gets the highest quality that fits a tighter limit (one step up would not fit)', async () => {
@@ -262,6 +270,17 @@ describe('prepareImage', () => {
       const leftovers = (await fs.readdir(cacheDir)).filter((f) => f.endsWith('.tmp'));
       expect(leftovers).toEqual([]);
     });
+  });
+
+  it('knows the hash of a cached file written before hashes were recorded', async () => {
+    const file = await writeImage('cached-long-ago.jpg', (await picture(2400, 1350)).jpeg());
+    const first = await prepareImage(file, cacheDir);
+    const sidecar = first.path.replace(/\.jpg$/, '.json');
+    const { fileSha256, ...older } = JSON.parse(await fs.readFile(sidecar, 'utf8')) as { fileSha256?: string };
+    expect(fileSha256).toBe((await snapshot(first.path)).sha256);
+    await fs.writeFile(sidecar, JSON.stringify(older));
+    const again = await prepareImage(file, cacheDir);
+    expect(again).toEqual(first);
   });
 
   it('gives a changed source a new cache entry', async () => {

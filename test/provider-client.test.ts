@@ -1,5 +1,6 @@
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { execFileSync } from 'node:child_process';
+import { createHash } from 'node:crypto';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import http from 'node:http';
 import net from 'node:net';
@@ -311,6 +312,12 @@ describe('request building', () => {
     }
     await expect(encode([10, 10], 40)).rejects.toThrow(new ImageReadError('The image changed while it was sent (20 bytes read, 40 expected)'));
     await expect(encode([40], 30)).rejects.toBeInstanceOf(ImageReadError);
+    const sha256 = createHash('sha256').update(bytes).digest('hex');
+    let text = '';
+    for await (const chunk of base64Chunks(pieces([7, 33]), 40, sha256)) text += chunk.toString();
+    expect(text).toBe(bytes.toString('base64'));
+    const other = base64Chunks(pieces([7, 33]), 40, createHash('sha256').update('other').digest('hex'));
+    await expect((async () => { for await (const _ of other) void _; })()).rejects.toMatchObject({ name: 'ImageReadError', changed: true });
   });
 
   it('rejects a base URL that is not http(s) at construction', () => {
@@ -431,6 +438,24 @@ describe('over raw sockets', () => {
     expect(connections).toBe(0);
   });
 
+  it('does not send an image whose content is not the one prepared, and says retrying would not help', async () => {
+    const { base, bodies } = await recordingServer();
+    const c = client(base);
+    const dir = await mkdtemp(path.join(os.tmpdir(), 'i2v-body-'));
+    const file = path.join(dir, 'image.jpg');
+    const prepared = Buffer.alloc(600_000, 7);
+    await writeFile(file, prepared);
+    const sha256 = createHash('sha256').update(prepared).digest('hex');
+    expect(await c.submit({ image: { path: file, mime: 'image/jpeg', sha256 }, prompt: 'x', params: PARAMS })).toMatchObject({ taskId: 't-1' });
+    // Edited in place since it was prepared: the same size, other bytes.
+    await writeFile(file, Buffer.alloc(600_000, 8));
+    const err = await caught(c.submit({ image: { path: file, mime: 'image/jpeg', sha256 }, prompt: 'x', params: PARAMS }));
+    expect(err).toMatchObject({ code: 'ImageChanged', retryable: false, outcomeUnknown: false });
+    expect(err.message).toMatch(/nothing was submitted: The image file is not the one that was prepared/);
+    expect(bodies).toHaveLength(1);
+    await rm(dir, { recursive: true, force: true });
+  });
+
   it('an image that changes while it is sent ends the request short: not delivered, safe to retry', async () => {
     const { base, bodies } = await recordingServer();
     const c = client(base);
@@ -439,8 +464,8 @@ describe('over raw sockets', () => {
     const fifo = path.join(dir, 'image.jpg');
     execFileSync('mkfifo', [fifo]);
     const [err] = await Promise.all([caught(c.submit({ image: { path: fifo, mime: 'image/jpeg' }, prompt: 'x', params: PARAMS })), writeFile(fifo, Buffer.alloc(1000, 1))]);
-    expect(err).toMatchObject({ code: 'NetworkError', retryable: true, outcomeUnknown: false });
-    expect((err as Error).message).toMatch(/not completed: The image changed while it was sent \(1000 bytes read, 0 expected\)/);
+    expect(err).toMatchObject({ code: 'ImageUnreadable', retryable: true, outcomeUnknown: false });
+    expect((err as Error).message).toMatch(/nothing was submitted: The image changed while it was sent \(1000 bytes read, 0 expected\)/);
     expect(bodies).toEqual([]);
     await rm(dir, { recursive: true, force: true });
   });

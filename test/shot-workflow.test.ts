@@ -3,11 +3,14 @@
  * the 2 h deadline, the backoff schedule, failed tasks, and never paying twice for one take.
  */
 import { randomUUID } from 'node:crypto';
+import { readFile, writeFile } from 'node:fs/promises';
 import { describe, expect, it } from 'vitest';
 import { temporal } from '@temporalio/proto';
-import { DEFAULT_GENERATION, providerConfig } from '../src/config';
+import { MockActivityEnvironment } from '@temporalio/testing';
+import { DEFAULTS, DEFAULT_GENERATION, providerConfig } from '../src/config';
+import { createActivities } from '../src/activities';
 import { createProviderClient } from '../src/provider/client';
-import { markSubmissionStarted, recordSubmission } from '../src/runs/journal';
+import { markSubmissionStarted, readSubmission, recordSubmission } from '../src/runs/journal';
 import { readTaskRecord } from '../src/runs/taskRecord';
 import { scanRun } from '../src/runs/scan';
 import { submissionKey } from '../src/workflows/ids';
@@ -141,5 +144,31 @@ describe('shotWorkflow', () => {
     expect(result).toMatchObject({ status: 'FAILED', errorCode: 'SUBMIT_UNCERTAIN' });
     expect(result.errorMessage).toMatch(/i2v regenerate/);
     expect(pipeline.emulator.ledger().posts - before.posts).toBe(0);
+  });
+});
+
+describe('submitTask', () => {
+  it('does not send an image edited after it was prepared, and says to regenerate', async () => {
+    const input = await shotInput('edited after it was prepared');
+    const provider = providerConfig('emulator', { baseUrl: pipeline.emulator.baseUrl });
+    const activities = createActivities({ provider: createProviderClient(provider), secrets: [provider.apiKey], maxVideoBytes: DEFAULTS.maxVideoBytes, smallThumbnailWidth: DEFAULTS.thumbnailSmallWidth });
+    const env = new MockActivityEnvironment();
+    type Prepared = Awaited<ReturnType<typeof activities.prepareImage>>;
+    const prepared = (await env.run(activities.prepareImage, { runDir: input.runDir, imagePath: input.shot.imagePath })) as Prepared;
+    const bytes = await readFile(prepared.path);
+    bytes[bytes.length - 1] = bytes[bytes.length - 1]! ^ 0xff;
+    await writeFile(prepared.path, bytes);
+
+    const before = pipeline.emulator.ledger();
+    const key = submissionKey(1, 1, 1);
+    const submit = env.run(activities.submitTask, {
+      runDir: input.runDir, submissionKey: key, image: { path: prepared.path, mime: prepared.mime, sha256: prepared.fileSha256 }, prompt: input.shot.prompt, generation: input.generation,
+    });
+    await expect(submit).rejects.toMatchObject({ type: 'ImageChanged', nonRetryable: true, message: expect.stringMatching(/not the one that was prepared.*i2v regenerate/) });
+    // The request began but ended short of its length: the provider created nothing.
+    expect(pipeline.emulator.ledger().posts - before.posts).toBe(1);
+    expect(pipeline.emulator.ledger().submissions.length - before.submissions.length).toBe(0);
+    // Nothing was submitted, so the journal holds nothing that would stop a new take.
+    expect(await readSubmission(input.runDir, key)).toBeUndefined();
   });
 });

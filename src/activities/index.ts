@@ -8,7 +8,7 @@ import path from 'node:path';
 import { ApplicationFailure, Context } from '@temporalio/activity';
 import type { GenerationParams } from '../config';
 import { InputError, ProviderError, redact } from '../errors';
-import type { ProviderClient } from '../provider/client';
+import { CLIENT_ERROR_CODES, type ProviderClient } from '../provider/client';
 import { prepareImage, type ImageLimits, DEFAULT_IMAGE_LIMITS } from '../media/image';
 import { downloadVideo, DownloadError } from '../media/download';
 import { extractThumbnails } from '../media/video';
@@ -50,7 +50,7 @@ export function createActivities(deps: ActivityDeps) {
       return guard(clean, async () => {
         const limits = { ...(deps.imageLimits ?? DEFAULT_IMAGE_LIMITS), ...(args.upscaleSmall ? { upscaleSmall: true } : {}) };
         const prepared = await prepareImage(args.imagePath, preparedCacheDir(args.runDir), limits);
-        return { path: prepared.path, mime: prepared.mime, width: prepared.width, height: prepared.height, bytes: prepared.bytes, sha256: prepared.sha256, changes: prepared.changes };
+        return { path: prepared.path, mime: prepared.mime, width: prepared.width, height: prepared.height, bytes: prepared.bytes, sha256: prepared.sha256, fileSha256: prepared.fileSha256, changes: prepared.changes };
       });
     },
 
@@ -62,7 +62,8 @@ export function createActivities(deps: ActivityDeps) {
     async submitTask(args: {
       runDir: string;
       submissionKey: string;
-      image: { path: string; mime: string };
+      /** `sha256`: of the file as prepared; a file that no longer has it is not sent. */
+      image: { path: string; mime: string; sha256?: string };
       prompt: string;
       generation: GenerationParams;
       /** 'fail' (default): stop on an unknown outcome. 'resubmit': accept the risk of paying twice. */
@@ -109,6 +110,9 @@ export function createActivities(deps: ActivityDeps) {
           if (!unknownOutcome || resubmit) await clearSubmissionStarted(args.runDir, args.submissionKey);
           if (unknownOutcome && !resubmit) throw uncertain(`The submission was sent but its outcome is unknown (${clean((err as Error).message)})`);
           if (unknownOutcome) throw ApplicationFailure.create({ type: 'SubmitOutcomeUnknown', message: clean((err as Error).message) });
+          if (err instanceof ProviderError && err.code === CLIENT_ERROR_CODES.imageChanged) {
+            throw ApplicationFailure.create({ type: err.code, nonRetryable: true, message: clean(`${err.message}. Run \`i2v regenerate\` for this shot to prepare the image again and submit it as it is now.`) });
+          }
           throw err;
         }
         // Paid for now. If even recording the task id fails, the 'started' marker stays, so no retry pays again.

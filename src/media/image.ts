@@ -44,6 +44,8 @@ export interface PreparedImage {
   dataUrlBytes: number;
   /** Of the original file; the cache key. */
   sha256: string;
+  /** Of the file at `path`: what is sent (the original's when it is sent untouched). */
+  fileSha256: string;
   /** What was done to the original, for people; empty when it is submitted untouched. */
   changes: string[];
 }
@@ -68,11 +70,6 @@ const EXTENSION_FORMAT = new Map([['png', 'png'], ['jpg', 'jpeg'], ['jpeg', 'jpe
 
 export function dataUrlLength(mime: string, bytes: number): number {
   return `data:${mime};base64,`.length + 4 * Math.ceil(bytes / 3);
-}
-
-export async function toDataUrlFromFile(prepared: Pick<PreparedImage, 'path' | 'mime'>): Promise<string> {
-  const data = await fs.readFile(prepared.path);
-  return `data:${prepared.mime};base64,${data.toString('base64')}`;
 }
 
 /**
@@ -162,7 +159,7 @@ export async function planImagePreparation(
 async function prepare(sourcePath: string, cacheDir: string, limits: ImageLimits): Promise<PreparedImage> {
   // Read once and work from these bytes, so the hash describes exactly what was checked and encoded.
   const source = await readSource(sourcePath);
-  const sha256 = createHash('sha256').update(source).digest('hex');
+  const sha256 = sha256Of(source);
   const cachePath = path.join(cacheDir, `${sha256}-${limitsKey(limits)}.jpg`);
   const cached = await readCacheEntry(cachePath, sha256);
   if (cached) return cached;
@@ -173,7 +170,7 @@ async function prepare(sourcePath: string, cacheDir: string, limits: ImageLimits
     // Metadata came from the header alone; decode the pixels too, so a truncated file is not sent as it is.
     await verifyPixels(image, sourcePath);
     const { width, height } = image.meta;
-    return { path: sourcePath, mime: plan.mime!, width, height, bytes: source.length, dataUrlBytes: plan.dataUrlBytes!, sha256, changes: [] };
+    return { path: sourcePath, mime: plan.mime!, width, height, bytes: source.length, dataUrlBytes: plan.dataUrlBytes!, sha256, fileSha256: sha256, changes: [] };
   }
 
   const { target } = plan;
@@ -193,7 +190,7 @@ async function prepare(sourcePath: string, cacheDir: string, limits: ImageLimits
   changes.push(`re-encoded as JPEG q${encoded.quality}`);
 
   await writeFileAtomic(cachePath, encoded.jpeg);
-  const entry: CacheEntry = { sha256, width: encoded.width, height: encoded.height, bytes: encoded.jpeg.length, changes };
+  const entry = { sha256, fileSha256: sha256Of(encoded.jpeg), width: encoded.width, height: encoded.height, bytes: encoded.jpeg.length, changes } satisfies CacheEntry;
   await writeFileAtomic(sidecarPath(cachePath), Buffer.from(JSON.stringify(entry)));
   return toPrepared(cachePath, entry);
 }
@@ -398,10 +395,16 @@ async function encodeToFit(pixels: Buffer, info: OutputInfo, limits: ImageLimits
 
 interface CacheEntry {
   sha256: string;
+  /** Of the cached JPEG; absent from entries written before it was recorded. */
+  fileSha256?: string;
   width: number;
   height: number;
   bytes: number;
   changes: string[];
+}
+
+function sha256Of(bytes: Buffer): string {
+  return createHash('sha256').update(bytes).digest('hex');
 }
 
 function sidecarPath(cachePath: string): string {
@@ -414,13 +417,13 @@ async function readCacheEntry(cachePath: string, sha256: string): Promise<Prepar
     const entry = JSON.parse(await fs.readFile(sidecarPath(cachePath), 'utf8')) as CacheEntry;
     const st = await fs.stat(cachePath);
     if (entry.sha256 !== sha256 || st.size !== entry.bytes) return undefined;
-    return toPrepared(cachePath, entry);
+    return toPrepared(cachePath, { ...entry, fileSha256: entry.fileSha256 ?? sha256Of(await fs.readFile(cachePath)) });
   } catch {
     return undefined;
   }
 }
 
-function toPrepared(cachePath: string, entry: CacheEntry): PreparedImage {
+function toPrepared(cachePath: string, entry: CacheEntry & { fileSha256: string }): PreparedImage {
   return {
     path: cachePath,
     mime: 'image/jpeg',
@@ -429,6 +432,7 @@ function toPrepared(cachePath: string, entry: CacheEntry): PreparedImage {
     bytes: entry.bytes,
     dataUrlBytes: dataUrlLength('image/jpeg', entry.bytes),
     sha256: entry.sha256,
+    fileSha256: entry.fileSha256,
     changes: entry.changes,
   };
 }

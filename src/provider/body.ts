@@ -4,13 +4,17 @@
  * is sent, so a submission holds one chunk of the image in memory instead of the file, its base64 and the JSON
  * (each as large as the image or larger, with several submissions at once).
  */
+import { createHash } from 'node:crypto';
 import { open } from 'node:fs/promises';
 import { Readable } from 'node:stream';
 import type { GenerationParams } from '../config';
 import type { SubmitRequestBody } from './types';
 
-/** The image to send: a data URL already built, or a prepared file to stream one from. */
-export type SubmitImage = { dataUrl: string } | { path: string; mime: string };
+/**
+ * The image to send: a data URL already built, or a prepared file to stream one from. With `sha256` (of the file
+ * as prepared), a file whose content is no longer that is not sent.
+ */
+export type SubmitImage = { dataUrl: string } | { path: string; mime: string; sha256?: string };
 
 export interface SubmitInput {
   image: SubmitImage;
@@ -26,9 +30,19 @@ export interface SubmitBody {
   close(): Promise<void>;
 }
 
-/** Reading the image failed part-way, so the request went out incomplete and the provider cannot have taken it. */
+/**
+ * Reading the image failed part-way, or it is not the file that was prepared: the request went out short of its
+ * announced length, so the provider cannot have taken it. `changed`: the file's content differs from what was
+ * prepared, which sending again would not fix.
+ */
 export class ImageReadError extends Error {
   override readonly name = 'ImageReadError';
+  readonly changed: boolean;
+
+  constructor(message: string, opts: { cause?: unknown; changed?: boolean } = {}) {
+    super(message, { cause: opts.cause });
+    this.changed = opts.changed ?? false;
+  }
 }
 
 /** A multiple of 3, so every chunk but the last encodes to base64 without padding. */
@@ -68,7 +82,9 @@ export async function openSubmitBody(input: SubmitInput): Promise<SubmitBody> {
   }
   // Inside a JSON string every quote is escaped, so the empty value's unescaped `"img_url":""` occurs once.
   const json = JSON.stringify(buildSubmitBody({ imageDataUrl: '', prompt: input.prompt, params: input.params }));
-  const at = json.indexOf('"img_url":""') + '"img_url":"'.length;
+  const key = json.indexOf('"img_url":""');
+  if (key < 0) throw new Error('The submit body has no img_url to stream the image into');
+  const at = key + '"img_url":"'.length;
   const head = Buffer.from(json.slice(0, at) + dataUrlPrefix(image.mime));
   const tail = Buffer.from(json.slice(at));
   const file = await open(image.path, 'r');
@@ -79,9 +95,10 @@ export async function openSubmitBody(input: SubmitInput): Promise<SubmitBody> {
     await file.close();
     throw err;
   }
+  const expectedSha256 = image.sha256;
   async function* bytes(): AsyncGenerator<Buffer> {
     yield head;
-    yield* base64Chunks(file.createReadStream({ highWaterMark: CHUNK_BYTES, autoClose: false }), size);
+    yield* base64Chunks(file.createReadStream({ highWaterMark: CHUNK_BYTES, autoClose: false }), size, expectedSha256);
     yield tail;
   }
   let closed = false;
@@ -102,24 +119,44 @@ export function base64Length(bytes: number): number {
 
 /**
  * Base64 of a byte stream, in chunks that concatenate to the base64 of the whole: each chunk encodes a
- * multiple of 3 bytes and carries the rest over. Fails unless the stream holds exactly `expectedBytes`,
- * since the request's length was announced from that.
+ * multiple of 3 bytes and carries the rest over. Fails unless the stream holds exactly `expectedBytes` (the
+ * request's length was announced from that) and, when given, hashes to `expectedSha256`. Both are checked
+ * before the last chunk, so a failing body always ends short.
  */
-export async function* base64Chunks(source: AsyncIterable<Buffer>, expectedBytes: number): AsyncGenerator<Buffer> {
+export async function* base64Chunks(source: AsyncIterable<Buffer>, expectedBytes: number, expectedSha256?: string): AsyncGenerator<Buffer> {
+  const hash = expectedSha256 ? createHash('sha256') : undefined;
+  const chunks = source[Symbol.asyncIterator]();
   let carry: Buffer = Buffer.alloc(0);
   let read = 0;
+  let ended = false;
   try {
-    for await (const chunk of source) {
-      read += chunk.length;
+    for (;;) {
+      let next: IteratorResult<Buffer>;
+      try {
+        next = await chunks.next();
+      } catch (err) {
+        ended = true; // a failed stream has already closed itself
+        throw new ImageReadError(`Reading the image failed: ${(err as Error).message}`, { cause: err });
+      }
+      if (next.done) {
+        ended = true;
+        break;
+      }
+      read += next.value.length;
       if (read > expectedBytes) break;
-      const data = carry.length ? Buffer.concat([carry, chunk]) : chunk;
+      hash?.update(next.value);
+      const data = carry.length ? Buffer.concat([carry, next.value]) : next.value;
       const whole = data.length - (data.length % 3);
       carry = data.subarray(whole);
       if (whole) yield Buffer.from(data.subarray(0, whole).toString('base64'));
     }
-  } catch (err) {
-    throw new ImageReadError(`Reading the image failed: ${(err as Error).message}`, { cause: err });
+  } finally {
+    // Stopped early (too many bytes, or the request gave up on its body): stop reading, so the file can close.
+    if (!ended) await chunks.return?.();
   }
   if (read !== expectedBytes) throw new ImageReadError(`The image changed while it was sent (${read} bytes read, ${expectedBytes} expected)`);
+  if (hash && hash.digest('hex') !== expectedSha256) {
+    throw new ImageReadError('The image file is not the one that was prepared (its content changed since)', { changed: true });
+  }
   if (carry.length) yield Buffer.from(carry.toString('base64'));
 }

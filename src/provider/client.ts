@@ -71,17 +71,15 @@ async function readText(body: Dispatcher.ResponseData['body']): Promise<string> 
   return Buffer.concat(chunks).toString('utf8');
 }
 
-function readingImageFailed(err: unknown): err is Error {
-  return err instanceof ImageReadError || (err instanceof Error && err.cause instanceof ImageReadError);
-}
-
 /**
  * The body ended short of its announced length, so no server could have read a whole request from it (a proxy
- * that streams it on passes on the same short body): nothing was created and trying again is safe.
+ * that streams it on passes on the same short body): nothing was created.
  */
-function imageNotSent(err: Error): ProviderError {
-  const reason = err instanceof ImageReadError ? err : (err.cause as ImageReadError);
-  return new ProviderError({ message: `Submitting the task failed, the request was not completed: ${reason.message}`, code: CLIENT_ERROR_CODES.network, retryable: true });
+function imageNotSent(err: ImageReadError): ProviderError {
+  const message = `Submitting the task failed before the request was complete, so nothing was submitted: ${err.message}`;
+  return err.changed
+    ? new ProviderError({ message, code: CLIENT_ERROR_CODES.imageChanged, retryable: false })
+    : new ProviderError({ message, code: CLIENT_ERROR_CODES.imageUnreadable, retryable: true });
 }
 
 const GATEWAY_TIMEOUT_STATUSES: ReadonlySet<number> = new Set([502, 504]);
@@ -111,7 +109,7 @@ export function createProviderClient(config: ProviderConfig, deps: { dispatcher?
         bodyTimeout: timeoutMs,
       });
     } catch (err) {
-      if (readingImageFailed(err)) throw imageNotSent(err);
+      if (err instanceof ImageReadError) throw imageNotSent(err);
       throw classifyRequestFailure(err, { kind, aborted: signal?.aborted ?? false, secrets });
     }
     const ok = res.statusCode >= 200 && res.statusCode < 300;

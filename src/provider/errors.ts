@@ -16,6 +16,10 @@ export const CLIENT_ERROR_CODES = {
   aborted: 'Aborted',
   /** The client was misused (an undici argument error): a bug, not a provider problem. */
   clientBug: 'ClientError',
+  /** The image file could not be read in full while it was sent, so the request ended short: nothing was created. */
+  imageUnreadable: 'ImageUnreadable',
+  /** The image file's content is not what was prepared (edited since): nothing was created, and sending again would not help. */
+  imageChanged: 'ImageChanged',
 } as const;
 
 /** Which call failed: a POST creates a paid task, a GET is safe to repeat. */

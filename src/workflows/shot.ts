@@ -145,7 +145,7 @@ export async function shotWorkflow(input: ShotWorkflowInput): Promise<ShotResult
     const submitted = await act(queues, 'submitTask', SUBMIT, `Submit ${shot.name} take ${shot.take} (paid, at most once)`, {
       runDir,
       submissionKey: submissionKey(shot.episode, shot.shot, shot.take),
-      image: { path: image.path, mime: image.mime },
+      image: { path: image.path, mime: image.mime, sha256: image.fileSha256 },
       prompt: shot.prompt,
       generation: input.generation,
       onUncertain: input.uncertainSubmit,
