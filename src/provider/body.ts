@@ -48,7 +48,7 @@ export class ImageReadError extends Error {
 /** A multiple of 3, so every chunk but the last encodes to base64 without padding. */
 const CHUNK_BYTES = 3 * 64 * 1024;
 
-export function dataUrlPrefix(mime: string): string {
+function dataUrlPrefix(mime: string): string {
   return `data:${mime.trim().toLowerCase()};base64,`;
 }
 
@@ -113,7 +113,7 @@ export async function openSubmitBody(input: SubmitInput): Promise<SubmitBody> {
   };
 }
 
-export function base64Length(bytes: number): number {
+function base64Length(bytes: number): number {
   return 4 * Math.ceil(bytes / 3);
 }
 
