@@ -98,7 +98,9 @@ export async function openSubmitBody(input: SubmitInput): Promise<SubmitBody> {
   const expectedSha256 = image.sha256;
   async function* bytes(): AsyncGenerator<Buffer> {
     yield head;
-    yield* base64Chunks(file.createReadStream({ highWaterMark: CHUNK_BYTES, autoClose: false }), size, expectedSha256);
+    // Reads are sized to what is left (one byte past the end shows a file that grew), not a whole chunk each: a
+    // small image then allocates its own size, not 192 KiB for the data and again for the end.
+    yield* base64Chunks(file.createReadStream({ end: size, highWaterMark: CHUNK_BYTES, autoClose: false }), size, expectedSha256);
     yield tail;
   }
   let closed = false;
@@ -154,7 +156,10 @@ export async function* base64Chunks(source: AsyncIterable<Buffer>, expectedBytes
     // Stopped early (too many bytes, or the request gave up on its body): stop reading, so the file can close.
     if (!ended) await chunks.return?.();
   }
-  if (read !== expectedBytes) throw new ImageReadError(`The image changed while it was sent (${read} bytes read, ${expectedBytes} expected)`);
+  if (read !== expectedBytes) {
+    const found = read > expectedBytes ? `more than its ${expectedBytes} bytes` : `${read} of its ${expectedBytes} bytes`;
+    throw new ImageReadError(`The image changed while it was sent (${found})`);
+  }
   if (hash && hash.digest('hex') !== expectedSha256) {
     throw new ImageReadError('The image file is not the one that was prepared (its content changed since)', { changed: true });
   }
