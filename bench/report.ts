@@ -21,7 +21,7 @@ export interface DefaultPair {
  * spread between runs on one machine exceeds some targets' margins), and the evidence gives each range and in
  * how many repetitions ours met the target on its own.
  */
-export function checkTargets(runs: RunMetrics[], pairs: DefaultPair[] = defaultPairOf(runs)): Target[] {
+export function checkTargets(runs: RunMetrics[], pairs: DefaultPair[]): Target[] {
   const targets: Target[] = [];
   if (pairs.length) {
     const ours = (f: (r: RunMetrics) => number) => spread(pairs.map((p) => f(p.ours)));
@@ -73,12 +73,6 @@ export function checkTargets(runs: RunMetrics[], pairs: DefaultPair[] = defaultP
     });
   }
   return targets;
-}
-
-function defaultPairOf(runs: RunMetrics[]): DefaultPair[] {
-  const ours = runs.find((r) => r.scenario === 'default' && r.pipeline === 'ours');
-  const naive = runs.find((r) => r.scenario === 'default' && r.pipeline === 'naive');
-  return ours && naive ? [{ ours, naive }] : [];
 }
 
 interface Spread {

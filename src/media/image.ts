@@ -12,6 +12,7 @@ import { InputError } from '../errors';
 import { FfmpegError, runFfmpeg } from './binaries';
 import { writeFileAtomic } from '../atomic';
 import { withCpuSlot } from './cpuSlots';
+import { dataUrlLength } from '../provider/body';
 
 export interface ImageLimits {
   minSide: number;
@@ -68,9 +69,8 @@ const CONVERTIBLE = new Set(['tiff', 'gif', 'heif']);
 /** The format each accepted extension promises, to notice a file whose content is not what its name says. */
 const EXTENSION_FORMAT = new Map([['png', 'png'], ['jpg', 'jpeg'], ['jpeg', 'jpeg'], ['webp', 'webp'], ['bmp', 'bmp']]);
 
-export function dataUrlLength(mime: string, bytes: number): number {
-  return `data:${mime};base64,`.length + 4 * Math.ceil(bytes / 3);
-}
+/** The submission inlines the image as a data URL, so that is what the size limit applies to. */
+export { dataUrlLength };
 
 /**
  * The size an image of `width`×`height` must be scaled to so both sides land in [minSide, maxSide],

@@ -26,7 +26,7 @@ export interface SubmitBody {
   /** The JSON text, or its bytes as they are read (exactly `length` of them). */
   body: string | Readable;
   length: number;
-  /** Releases the image file; safe to call whether or not the body was read. */
+  /** Releases the image file, once the request is over (whether or not the body was read). */
   close(): Promise<void>;
 }
 
@@ -50,6 +50,11 @@ const CHUNK_BYTES = 3 * 64 * 1024;
 
 function dataUrlPrefix(mime: string): string {
   return `data:${mime.trim().toLowerCase()};base64,`;
+}
+
+/** Bytes in the data URL of an image of `bytes` bytes. */
+export function dataUrlLength(mime: string, bytes: number): number {
+  return dataUrlPrefix(mime).length + 4 * Math.ceil(bytes / 3);
 }
 
 export function toDataUrl(mime: string, bytes: Buffer): string {
@@ -85,7 +90,7 @@ export async function openSubmitBody(input: SubmitInput): Promise<SubmitBody> {
   const key = json.indexOf('"img_url":""');
   if (key < 0) throw new Error('The submit body has no img_url to stream the image into');
   const at = key + '"img_url":"'.length;
-  const head = Buffer.from(json.slice(0, at) + dataUrlPrefix(image.mime));
+  const head = Buffer.from(json.slice(0, at));
   const tail = Buffer.from(json.slice(at));
   const file = await open(image.path, 'r');
   let size: number;
@@ -95,28 +100,20 @@ export async function openSubmitBody(input: SubmitInput): Promise<SubmitBody> {
     await file.close();
     throw err;
   }
-  const expectedSha256 = image.sha256;
+  const { mime, sha256: expectedSha256 } = image;
   async function* bytes(): AsyncGenerator<Buffer> {
     yield head;
+    yield Buffer.from(dataUrlPrefix(mime));
     // Reads are sized to what is left (one byte past the end shows a file that grew), not a whole chunk each: a
     // small image then allocates its own size, not 192 KiB for the data and again for the end.
     yield* base64Chunks(file.createReadStream({ end: size, highWaterMark: CHUNK_BYTES, autoClose: false }), size, expectedSha256);
     yield tail;
   }
-  let closed = false;
   return {
     body: Readable.from(bytes(), { objectMode: false }),
-    length: head.length + base64Length(size) + tail.length,
-    close: async () => {
-      if (closed) return;
-      closed = true;
-      await file.close();
-    },
+    length: head.length + dataUrlLength(mime, size) + tail.length,
+    close: () => file.close(),
   };
-}
-
-function base64Length(bytes: number): number {
-  return 4 * Math.ceil(bytes / 3);
 }
 
 /**
