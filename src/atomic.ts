@@ -12,15 +12,32 @@ import { InputError } from './errors';
  * pieces (an iterable of strings), so a large file need not be one string in memory.
  */
 export async function writeFileAtomic(filePath: string, data: string | Uint8Array | Iterable<string>): Promise<void> {
+  await produceFileAtomic(filePath, async (tmp) => {
+    const handle = await fs.open(tmp, 'wx');
+    try {
+      await fs.writeFile(handle, data);
+    } finally {
+      await handle.close();
+    }
+  });
+}
+
+/**
+ * The same guarantee for a file written by someone else (ffmpeg): `write` is given a temp path beside `filePath`
+ * to create, and once it resolves the file is fsynced and renamed over `filePath`. If `write` throws, whatever it
+ * left is removed and `filePath` is untouched. Resolves with what `write` resolved with.
+ */
+export async function produceFileAtomic<T>(filePath: string, write: (tmpPath: string) => Promise<T>): Promise<T> {
   const dir = path.dirname(filePath);
   await fs.mkdir(dir, { recursive: true });
   // Same directory, so the rename stays on one filesystem; a dot name keeps it out of folder scans.
   // The writer's pid in the name lets a sweep tell an abandoned temp file from one being written (runs/sweep.ts).
   const tmp = path.join(dir, `.${path.basename(filePath)}.${process.pid}.${randomBytes(6).toString('hex')}.tmp`);
+  let result: T;
   try {
-    const handle = await fs.open(tmp, 'wx');
+    result = await write(tmp);
+    const handle = await fs.open(tmp, 'r+');
     try {
-      await fs.writeFile(handle, data);
       await handle.sync();
     } finally {
       await handle.close();
@@ -31,6 +48,7 @@ export async function writeFileAtomic(filePath: string, data: string | Uint8Arra
     throw err;
   }
   await syncDir(dir);
+  return result;
 }
 
 /**

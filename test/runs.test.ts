@@ -5,7 +5,7 @@ import * as path from 'node:path';
 import ts from 'typescript';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { InputError } from '../src/errors';
-import { readJsonIfExists, writeFileAtomic } from '../src/atomic';
+import { produceFileAtomic, readJsonIfExists, writeFileAtomic } from '../src/atomic';
 import { sweepLeftovers } from '../src/runs/sweep';
 import { awaitSubmitSlot, SLOT_HOLD_MS } from '../src/runs/pacer';
 import {
@@ -410,6 +410,26 @@ describe('atomic writes', () => {
     await Promise.all(versions.map((v) => writeFileAtomic(file, v)));
     expect(versions).toContain(await fs.readFile(file, 'utf8'));
     expect(await fs.readdir(dir)).toEqual(['data.txt']);
+  });
+
+  it('a file written by another program replaces the old one only once whole; a failed write leaves the old one and no temp file', async () => {
+    const dir = await freshDir();
+    const file = path.join(dir, 'thumb.png');
+    await writeFileAtomic(file, 'old');
+    await expect(produceFileAtomic(file, async (tmp) => {
+      await fs.writeFile(tmp, 'half');
+      throw new Error('the writer died');
+    })).rejects.toThrow('the writer died');
+    expect(await fs.readFile(file, 'utf8')).toBe('old');
+    expect(await fs.readdir(dir)).toEqual(['thumb.png']);
+
+    const result = await produceFileAtomic(file, async (tmp) => {
+      await fs.writeFile(tmp, 'new');
+      expect(await fs.readFile(file, 'utf8')).toBe('old');
+      return 42;
+    });
+    expect([result, await fs.readFile(file, 'utf8')]).toEqual([42, 'new']);
+    expect(await fs.readdir(dir)).toEqual(['thumb.png']);
   });
 
   it('readJsonIfExists: undefined when missing, InputError naming a corrupt file', async () => {
