@@ -323,6 +323,16 @@ describe('video', () => {
     expect(await rejection(extractThumbnails(text, path.join(root, 'x.png'), path.join(root, 'x-small.png')))).toBeInstanceOf(VideoInvalidError);
   });
 
+  it('refuses a file with no picture as video-invalid, leaving no thumbnail or temp file behind', async () => {
+    const audio = path.join(root, 'voice.mp4');
+    await runFfmpeg(['-f', 'lavfi', '-i', 'sine=frequency=440:duration=1', '-c:a', 'aac', '-y', audio]);
+    const dir = path.join(root, 'no-picture');
+    const err = await rejection(extractThumbnails(audio, path.join(dir, 'voice.png'), path.join(dir, 'voice-small.png')));
+    expect(err).toBeInstanceOf(VideoInvalidError);
+    expect((err as Error).message).toMatch(/^Cannot read a frame from voice\.mp4/);
+    expect(await fs.readdir(dir)).toEqual([]);
+  });
+
   it('writes a first-frame thumbnail that matches the source image, and a 150 px copy', async () => {
     const big = path.join(root, 'thumbs', 'clip.png');
     const small = path.join(root, 'thumbs', 'clip-small.png');

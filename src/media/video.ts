@@ -1,10 +1,9 @@
-/** Video facts (ffprobe) and first-frame thumbnails (ffmpeg + sharp). */
+/** Video facts (ffprobe) and first-frame thumbnails (ffmpeg). */
 import { promises as fs } from 'node:fs';
 import * as path from 'node:path';
 import type { FfprobeData } from 'fluent-ffmpeg';
-import sharp from 'sharp';
 import { FfmpegError, fluentFfmpeg, runFfmpeg } from './binaries';
-import { writeFileAtomic } from '../atomic';
+import { produceFileAtomic } from '../atomic';
 import { withCpuSlot } from './cpuSlots';
 
 /** The file is not a playable video: unreadable, no video stream, or no duration. */
@@ -62,8 +61,9 @@ export async function probeVideo(videoPath: string): Promise<VideoInfo> {
 }
 
 /**
- * Writes the first frame as a PNG at the video's size, and a copy `smallWidth` px wide (aspect kept).
- * Each is written to a temp name and renamed, so a final path never holds a half-written PNG.
+ * Writes the first frame as a PNG at the video's size, and a copy `smallWidth` px wide (aspect kept), in one
+ * ffmpeg run: the frame is decoded, scaled and encoded there, not in this process. Each is written to a temp name
+ * and renamed, so a final path never holds a half-written PNG.
  */
 export async function extractThumbnails(
   videoPath: string,
@@ -73,23 +73,52 @@ export async function extractThumbnails(
 ): Promise<Thumbnails> {
   const name = path.basename(videoPath);
   await fs.access(videoPath);
-  const { png, small, width, height } = await withCpuSlot(async () => {
-    let frame: Buffer;
-    try {
-      frame = await runFfmpeg(['-i', videoPath, '-map', '0:v:0', '-frames:v', '1', '-c:v', 'png', '-f', 'image2pipe', 'pipe:1']);
-    } catch (err) {
-      if (err instanceof FfmpegError) throw new VideoInvalidError(`Cannot read a frame from ${name}: ${err.message}`);
-      throw err;
-    }
-    if (frame.length === 0) throw new VideoInvalidError(`${name} has no frames.`);
-    const meta = await sharp(frame).metadata();
-    if (!meta.width || !meta.height) throw new VideoInvalidError(`${name} gave an empty first frame.`);
-    return { png: frame, small: await sharp(frame).resize({ width: smallWidth }).png().toBuffer(), width: meta.width, height: meta.height };
-  });
-  await writeFileAtomic(thumbnailPath, png);
-  await writeFileAtomic(smallThumbnailPath, small);
-  return { thumbnailPath, smallThumbnailPath, width, height };
+  const size = await produceFileAtomic(thumbnailPath, (full) =>
+    produceFileAtomic(smallThumbnailPath, async (small) => {
+      try {
+        await withCpuSlot(() => runFfmpeg([
+          '-nostdin', '-n', '-i', videoPath,
+          '-filter_complex', `[0:v:0]split=2[full][in];[in]scale=${smallWidth}:-1:flags=lanczos[small]`,
+          ...pngOutput('[full]', full), ...pngOutput('[small]', small),
+        ]));
+      } catch (err) {
+        if (err instanceof FfmpegError) throw new VideoInvalidError(`Cannot read a frame from ${name}: ${err.message}`);
+        throw err;
+      }
+      // No frame to decode leaves ffmpeg nothing to write, and it may still exit 0.
+      const written = await pngSize(full);
+      if (!written || !(await pngSize(small))) throw new VideoInvalidError(`${name} has no frames.`);
+      return written;
+    }));
+  return { thumbnailPath, smallThumbnailPath, ...size };
 }
+
+/** One frame of the filter graph's `label` as a PNG file (`file:` and `-update`, so no name is read as a protocol or pattern). */
+function pngOutput(label: string, file: string): string[] {
+  return ['-map', label, '-frames:v', '1', '-c:v', 'png', '-f', 'image2', '-update', '1', `file:${path.resolve(file)}`];
+}
+
+/** A PNG's size from its header (the IHDR chunk), or undefined when the file is missing, short or not a PNG. */
+async function pngSize(file: string): Promise<{ width: number; height: number } | undefined> {
+  let header: Buffer;
+  try {
+    const handle = await fs.open(file, 'r');
+    try {
+      ({ buffer: header } = await handle.read(Buffer.alloc(24), 0, 24, 0));
+    } finally {
+      await handle.close();
+    }
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+    throw err;
+  }
+  if (!header.subarray(0, 8).equals(PNG_SIGNATURE) || header.toString('latin1', 12, 16) !== 'IHDR') return undefined;
+  const width = header.readUInt32BE(16);
+  const height = header.readUInt32BE(20);
+  return width > 0 && height > 0 ? { width, height } : undefined;
+}
+
+const PNG_SIGNATURE = Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]);
 
 function positive(value: unknown): number | undefined {
   const n = typeof value === 'number' ? value : typeof value === 'string' ? Number(value) : NaN;
