@@ -36,15 +36,11 @@ export async function produceFileAtomic<T>(filePath: string, write: (tmpPath: st
   let result: T;
   try {
     result = await write(tmp);
-    const handle = await fs.open(tmp, 'r+');
-    try {
-      await handle.sync();
-    } finally {
-      await handle.close();
-    }
+    await syncFile(tmp);
     await fs.rename(tmp, filePath);
   } catch (err) {
-    await fs.rm(tmp, { force: true });
+    // Best effort: what went wrong first is the error to report (a sweep removes a temp file left behind).
+    await fs.rm(tmp, { force: true }).catch(() => undefined);
     throw err;
   }
   await syncDir(dir);
@@ -71,6 +67,16 @@ export async function readJsonIfExists<T>(filePath: string): Promise<T | undefin
       'corrupt-json',
       `Repair the file or move it aside, then re-run; i2v never overwrites it while it is unreadable.`,
     );
+  }
+}
+
+/** Flushes a file someone else wrote (ffmpeg closes its outputs without fsync) to disk. */
+export async function syncFile(file: string): Promise<void> {
+  const handle = await fs.open(file, 'r+');
+  try {
+    await handle.sync();
+  } finally {
+    await handle.close();
   }
 }
 

@@ -15,7 +15,7 @@ import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { promises as fs } from 'node:fs';
 import * as path from 'node:path';
-import { produceFileAtomic } from '../atomic';
+import { syncDir, syncFile } from '../atomic';
 import { InputError } from '../errors';
 import { episodeName, outputPaths, relativeToRun, taskKey, videosDir, internalDir } from '../runs/paths';
 import { scanRun } from '../runs/scan';
@@ -98,29 +98,35 @@ export async function assembleEpisode(runDir: string, episode: number): Promise<
   const target = episodeVideoPath(root, episode);
   const workDir = path.join(internalDir(root), `assemble-${episodeName(episode)}-${randomBytes(4).toString('hex')}`);
   await fs.mkdir(workDir, { recursive: true });
+  // Same folder as the target, so the final rename stays on one filesystem; a dot name keeps it out of listings.
+  // Not produceFileAtomic's name, which runs/sweep.ts removes once it looks abandoned: a long join, or the fsync of a
+  // large file, can leave it untouched for longer than a sweep on another host sharing the folder waits.
+  const tmp = path.join(path.dirname(target), `.${path.basename(target)}.${randomBytes(4).toString('hex')}.tmp.mp4`);
   const expected = clips.reduce((sum, c) => sum + c.durationSeconds, 0);
   try {
     const reencoded = new Set(clips.map((c) => c.signature)).size > 1;
-    // Written beside the target and renamed over it once checked, so the episode file is never half-written.
-    return await produceFileAtomic(target, async (tmp) => {
-      try {
-        const parts = reencoded ? await normaliseClips(clips, workDir) : clips.map((c) => c.file);
-        await concatCopy(parts, path.join(workDir, 'list.txt'), tmp, expected);
-      } catch (err) {
-        if (err instanceof FfmpegError) throw new AssembleError(`Could not assemble ${path.basename(target)}: ${err.message}`);
-        throw err;
-      }
+    try {
+      const parts = reencoded ? await normaliseClips(clips, workDir) : clips.map((c) => c.file);
+      await concatCopy(parts, path.join(workDir, 'list.txt'), tmp, expected);
+    } catch (err) {
+      if (err instanceof FfmpegError) throw new AssembleError(`Could not assemble ${path.basename(target)}: ${err.message}`);
+      throw err;
+    }
 
-      const out = await probeVideo(tmp).catch((err: unknown) => {
-        throw new AssembleError(`The assembled ${path.basename(target)} is not readable: ${(err as Error).message}`);
-      });
-      const tolerance = DURATION_TOLERANCE_PER_CLIP_S * clips.length;
-      if (Math.abs(out.durationSeconds - expected) > tolerance) {
-        throw new AssembleError(`The assembled ${path.basename(target)} lasts ${out.durationSeconds.toFixed(2)} s; its ${clips.length} clip(s) last ${expected.toFixed(2)} s.`);
-      }
-      return { path: target, clips: clips.length, missing, reencoded, durationSeconds: out.durationSeconds };
+    const out = await probeVideo(tmp).catch((err: unknown) => {
+      throw new AssembleError(`The assembled ${path.basename(target)} is not readable: ${(err as Error).message}`);
     });
+    const tolerance = DURATION_TOLERANCE_PER_CLIP_S * clips.length;
+    if (Math.abs(out.durationSeconds - expected) > tolerance) {
+      throw new AssembleError(`The assembled ${path.basename(target)} lasts ${out.durationSeconds.toFixed(2)} s; its ${clips.length} clip(s) last ${expected.toFixed(2)} s.`);
+    }
+    // ffmpeg closes its output without fsync; flush it before the rename makes it the episode file.
+    await syncFile(tmp);
+    await fs.rename(tmp, target);
+    await syncDir(path.dirname(target));
+    return { path: target, clips: clips.length, missing, reencoded, durationSeconds: out.durationSeconds };
   } finally {
+    await fs.rm(tmp, { force: true });
     await fs.rm(workDir, { recursive: true, force: true });
   }
 }
