@@ -333,9 +333,19 @@ describe('video', () => {
     expect(await fs.readdir(dir)).toEqual([]);
   });
 
+  it('a thumbnail that cannot be written is an ordinary error, not a bad video, and leaves nothing behind', async () => {
+    // The target's name fits, but the temp name beside it is too long to create, so ffmpeg fails on its output.
+    const dir = path.join(root, 'unwritable');
+    const err = await rejection(extractThumbnails(video, path.join(dir, `${'x'.repeat(240)}.png`), path.join(dir, 'x-small.png')));
+    expect(err).not.toBeInstanceOf(VideoInvalidError);
+    expect((err as Error).message).toMatch(/^Could not write the thumbnails of clip\.mp4/);
+    expect(await fs.readdir(dir)).toEqual([]);
+  });
+
   it('writes a first-frame thumbnail that matches the source image, and a 150 px copy', async () => {
-    const big = path.join(root, 'thumbs', 'clip.png');
-    const small = path.join(root, 'thumbs', 'clip-small.png');
+    // Characters ffmpeg would read as a pattern (%d) or a protocol (a colon) are taken as they are.
+    const big = path.join(root, 'thumbs', 'clip 1%d:a.png');
+    const small = path.join(root, 'thumbs', 'clip 1%d:a-small.png');
     const result = await extractThumbnails(video, big, small);
     expect(result).toEqual({ thumbnailPath: big, smallThumbnailPath: small, width: 320, height: 180 });
     const smallMeta = await sharp(small).metadata();
@@ -347,7 +357,7 @@ describe('video', () => {
     let diff = 0;
     for (let i = 0; i < a.length; i++) diff += Math.abs(a[i]! - b[i]!);
     expect(diff / a.length).toBeLessThan(12);
-    expect((await fs.readdir(path.dirname(big))).sort()).toEqual(['clip-small.png', 'clip.png']);
+    expect((await fs.readdir(path.dirname(big))).sort()).toEqual(['clip 1%d:a-small.png', 'clip 1%d:a.png']);
   });
 });
 

@@ -61,9 +61,10 @@ export async function probeVideo(videoPath: string): Promise<VideoInfo> {
 }
 
 /**
- * Writes the first frame as a PNG at the video's size, and a copy `smallWidth` px wide (aspect kept), in one
- * ffmpeg run: the frame is decoded, scaled and encoded there, not in this process. Each is written to a temp name
- * and renamed, so a final path never holds a half-written PNG.
+ * Writes the first frame as a PNG at the video's size, and an 8-bit copy `smallWidth` px wide (aspect kept), in
+ * one ffmpeg run: the frame is decoded, scaled and encoded there, not in this process. Each file is written to a
+ * temp name and renamed, so neither final path ever holds a half-written PNG (the small one is renamed first).
+ * A video ffmpeg cannot read is VideoInvalidError; failing to write the PNGs (a full disk) is an ordinary error.
  */
 export async function extractThumbnails(
   videoPath: string,
@@ -78,12 +79,13 @@ export async function extractThumbnails(
       try {
         await withCpuSlot(() => runFfmpeg([
           '-nostdin', '-n', '-i', videoPath,
-          '-filter_complex', `[0:v:0]split=2[full][in];[in]scale=${smallWidth}:-1:flags=lanczos[small]`,
+          '-filter_complex', `[0:v:0]split=2[full][in];[in]scale=${smallWidth}:-1:flags=lanczos,format=pix_fmts=rgb24|rgba[small]`,
           ...pngOutput('[full]', full), ...pngOutput('[small]', small),
         ]));
       } catch (err) {
-        if (err instanceof FfmpegError) throw new VideoInvalidError(`Cannot read a frame from ${name}: ${err.message}`);
-        throw err;
+        if (!(err instanceof FfmpegError)) throw err;
+        if (writeFailed(err.stderr, [full, small])) throw new Error(`Could not write the thumbnails of ${name}: ${err.message}`);
+        throw new VideoInvalidError(`Cannot read a frame from ${name}: ${err.message}`);
       }
       // No frame to decode leaves ffmpeg nothing to write, and it may still exit 0.
       const written = await pngSize(full);
@@ -97,6 +99,13 @@ export async function extractThumbnails(
 function pngOutput(label: string, file: string): string[] {
   return ['-map', label, '-frames:v', '1', '-c:v', 'png', '-f', 'image2', '-update', '1', `file:${path.resolve(file)}`];
 }
+
+/** ffmpeg's complaint is about the files it writes (it names one, or a write failed), not about the video. */
+function writeFailed(stderr: string, outputs: readonly string[]): boolean {
+  return outputs.some((file) => stderr.includes(path.basename(file))) || WRITE_ERROR.test(stderr);
+}
+
+const WRITE_ERROR = /av_interleaved_write_frame|Error writing trailer|No space left on device|Read-only file system|Disk quota exceeded/i;
 
 /** A PNG's size from its header (the IHDR chunk), or undefined when the file is missing, short or not a PNG. */
 async function pngSize(file: string): Promise<{ width: number; height: number } | undefined> {
