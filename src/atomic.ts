@@ -12,14 +12,7 @@ import { InputError } from './errors';
  * pieces (an iterable of strings), so a large file need not be one string in memory.
  */
 export async function writeFileAtomic(filePath: string, data: string | Uint8Array | Iterable<string>): Promise<void> {
-  await produceFileAtomic(filePath, async (tmp) => {
-    const handle = await fs.open(tmp, 'wx');
-    try {
-      await fs.writeFile(handle, data);
-    } finally {
-      await handle.close();
-    }
-  });
+  await produceFileAtomic(filePath, (tmp) => fs.writeFile(tmp, data, { flag: 'wx' }));
 }
 
 /**
