@@ -4,6 +4,7 @@
  * history and every run of the episode workflow from Temporal.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { Writable } from 'node:stream';
 import { temporal as proto } from '@temporalio/proto';
@@ -23,7 +24,12 @@ export interface OursRun {
   worker: ProcessUsage;
   /** The worker's peak RSS once started and polling, before any work (MB). */
   workerIdlePeakRssMb: number;
+  /** The settings that change its memory, as its environment holds them (MEMORY_SETTINGS). */
+  workerMemorySettings: Record<string, string>;
 }
+
+/** Settings that move a worker's memory: glibc's arena count, and Node's flags (heap size). */
+export const MEMORY_SETTINGS = ['MALLOC_ARENA_MAX', 'NODE_OPTIONS'] as const;
 
 export async function runOurs(opts: {
   runDir: string;
@@ -35,24 +41,38 @@ export async function runOurs(opts: {
   const worker = await startWorker(opts.temporal.address, opts.provider.baseUrl, opts.submitRate);
   try {
     const workerIdlePeakRssMb = processUsage(worker.pid!).peakRssMb;
+    const workerMemorySettings = memorySettingsOf(worker.pid!);
     const children = sampleChildPeaks(worker.pid!);
     const startedAt = Date.now();
     const summary = await runCommand(opts.runDir, {
       provider: opts.provider, settings: opts.settings, temporal: opts.temporal, out: quiet(), worker: false,
     });
     const finishedAt = Date.now();
-    return { startedAt, finishedAt, summary, worker: { ...processUsage(worker.pid!), childPeakRssMb: children.stop() }, workerIdlePeakRssMb };
+    return { startedAt, finishedAt, summary, worker: { ...processUsage(worker.pid!), childPeakRssMb: children.stop() }, workerIdlePeakRssMb, workerMemorySettings };
   } finally {
     await stopProcess(worker);
   }
 }
 
+/** What a running process's environment holds of MEMORY_SETTINGS (Linux's /proc; elsewhere nothing is known). */
+function memorySettingsOf(pid: number): Record<string, string> {
+  let environ: string;
+  try {
+    environ = readFileSync(`/proc/${pid}/environ`, 'utf8');
+  } catch {
+    return {};
+  }
+  const entries = environ.split('\0').map((entry) => [entry.slice(0, entry.indexOf('=')), entry.slice(entry.indexOf('=') + 1)] as const);
+  return Object.fromEntries(entries.filter(([key]) => (MEMORY_SETTINGS as readonly string[]).includes(key)));
+}
+
 /**
- * `i2v worker` against the bench's server, resolved once it polls. Its output is kept (the last few KB) and
+ * `i2v worker` against the bench's server, started as `npx i2v` starts it (bin/i2v.js as a program, whose first
+ * line sets MALLOC_ARENA_MAX unless this process's environment has it), resolved once it polls. Its output is kept (the last few KB) and
  * shown only if it exits before being stopped.
  */
 async function startWorker(address: string, baseUrl: string, submitRate: number): Promise<ChildProcess> {
-  const child = spawn(process.execPath, [BIN, 'worker', '--provider', 'emulator', '--base-url', baseUrl, '--submit-rate', String(submitRate)], {
+  const child = spawn(BIN, ['worker', '--provider', 'emulator', '--base-url', baseUrl, '--submit-rate', String(submitRate)], {
     env: { ...process.env, TEMPORAL_ADDRESS: address },
     stdio: ['ignore', 'pipe', 'pipe'],
   });

@@ -64,6 +64,8 @@ export interface RunMetrics {
   process: ProcessUsage;
   /** Ours: the worker's peak RSS once started, before any work (the workflow bundle is built at start). */
   idlePeakRssMb?: number;
+  /** Ours: the worker's memory settings, read from its environment (MALLOC_ARENA_MAX, NODE_OPTIONS). */
+  workerMemorySettings?: Record<string, string>;
   /** Ours: CPU of the embedded Temporal server during the run, seconds. */
   serverCpuSeconds?: number;
   history?: HistoryMetrics;
@@ -139,7 +141,7 @@ export async function measureOurs(label: string, cfg: PipelineConfig, opts: Meas
     const shotStarts = h.map((x) => x.startedAt - run.startedAt);
     const metrics = assemble({
       cfg, label, pipeline: 'ours', folderBytes: folder.imageBytes, startedAt: run.startedAt, doneAt, commandAt: run.finishedAt,
-      succeeded: run.summary.succeeded, failed: run.summary.failed, ready, lastReadyFileWorkMs: fileWorkMs, requests, emulator, process: run.worker, idlePeakRssMb: run.workerIdlePeakRssMb, serverCpuSeconds,
+      succeeded: run.summary.succeeded, failed: run.summary.failed, ready, lastReadyFileWorkMs: fileWorkMs, requests, emulator, process: run.worker, idlePeakRssMb: run.workerIdlePeakRssMb, workerMemorySettings: run.workerMemorySettings, serverCpuSeconds,
       history: {
         shotEvents: distribution(h.map((x) => x.events), 0),
         shotBytes: distribution(h.map((x) => x.bytes), 0),
@@ -243,7 +245,7 @@ function lastReady(ready: Map<string, number>): { taskId: string; at: number } |
 function assemble(x: {
   cfg: PipelineConfig; label: string; pipeline: 'ours' | 'naive'; folderBytes: number[]; startedAt: number; doneAt: number; commandAt: number;
   succeeded: number; failed: number; ready: Map<string, number>; lastReadyFileWorkMs: number; requests: RequestLog; emulator: Emulator;
-  process: ProcessUsage; idlePeakRssMb?: number; serverCpuSeconds?: number; history?: HistoryMetrics;
+  process: ProcessUsage; idlePeakRssMb?: number; workerMemorySettings?: Record<string, string>; serverCpuSeconds?: number; history?: HistoryMetrics;
 }): RunMetrics {
   const seconds = (ms: number) => round(ms / 1000, 3);
   const last = lastReady(x.ready);
@@ -281,6 +283,7 @@ function assemble(x: {
     downloadsPerShot: round(ledger.downloads / x.cfg.shots, 3),
     process: x.process,
     idlePeakRssMb: x.idlePeakRssMb,
+    workerMemorySettings: x.workerMemorySettings,
     serverCpuSeconds: x.serverCpuSeconds,
     history: x.history,
   };

@@ -54,7 +54,7 @@ export function checkTargets(runs: RunMetrics[], pairs: DefaultPair[]): Target[]
   if (scale?.history) {
     const perRun = Math.max(...scale.history.episodeEventsPerRun);
     targets.push({ target: `${scale.shots} shots complete`, met: scale.succeeded === scale.shots, evidence: `${scale.succeeded} succeeded, ${scale.failed} failed` });
-    targets.push({ target: 'worker peak RSS under 400 MB', met: scale.process.peakRssMb < 400, evidence: `${scale.process.peakRssMb} MB` });
+    targets.push({ target: 'worker peak RSS under 400 MB', met: scale.process.peakRssMb < 400, evidence: `${scale.process.peakRssMb} MB (${settingsText(scale.workerMemorySettings)})` });
     targets.push({ target: 'no shot workflow over 200 history events', met: scale.history.shotEvents.max <= 200, evidence: `max ${scale.history.shotEvents.max}` });
     targets.push({
       target: 'episode workflow under 10,000 events per run', met: perRun < 10_000,
@@ -135,6 +135,7 @@ export function formatTable(runs: RunMetrics[]): string {
     ['POSTs per shot', (r) => String(r.postsPerShot)],
     ['video GETs per shot', (r) => String(r.downloadsPerShot)],
     ['peak RSS MB (worker / baseline)', (r) => String(r.process.peakRssMb)],
+    ['worker memory settings', (r) => (r.pipeline === 'ours' ? settingsText(r.workerMemorySettings) : '–')],
     ['worker peak RSS MB before any work', (r) => (r.idlePeakRssMb === undefined ? '–' : String(r.idlePeakRssMb))],
     ['its children peak RSS MB (report / ffmpeg)', (r) => (r.process.childPeakRssMb ? `${r.process.childPeakRssMb.node ?? '–'} / ${r.process.childPeakRssMb.ffmpeg ?? '–'}` : '–')],
     ['CPU s (process + ffmpeg children)', (r) => `${r.process.cpuSeconds} + ${r.process.childCpuSeconds}`],
@@ -181,4 +182,10 @@ function formatBytes(n: number): string {
   if (n >= 1e6) return `${round(n / 1e6, 2)} MB`;
   if (n >= 1e3) return `${round(n / 1e3, 1)} KB`;
   return `${n} B`;
+}
+
+/** A worker's memory settings as read from its environment, for a table cell or a target's evidence. */
+function settingsText(settings: Record<string, string> | undefined): string {
+  if (!settings) return 'settings unknown';
+  return Object.entries(settings).map(([k, v]) => `${k}=${v}`).join(' ') || 'no MALLOC_ARENA_MAX or NODE_OPTIONS';
 }

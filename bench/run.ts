@@ -10,6 +10,7 @@ import { Command, InvalidArgumentError, Option } from 'commander';
 import { DEFAULT_POLL_SCHEDULE } from '../src/workflows/polling';
 import { NAIVE_POLL_SECONDS, scalePollSchedule, type LatencyModel } from './latency';
 import { round } from './measure';
+import { MEMORY_SETTINGS } from './ours';
 import { measureNaive, measureOurs, type MeasureOptions, type PipelineConfig, type RunMetrics, type ScenarioName } from './pipelines';
 import { modelPollSchedules } from './pollModel';
 import { checkTargets, formatActivities, formatModel, formatRepetitions, formatTable, type DefaultPair } from './report';
@@ -29,11 +30,12 @@ interface BenchOptions extends MeasureOptions {
 }
 
 /**
- * Settings in the environment that change the worker's memory (it inherits this process's environment): glibc's
- * arena count, and Node's flags (heap size). The Docker image sets MALLOC_ARENA_MAX=2; a plain run sets neither.
+ * The memory settings the worker will run with: what this process's environment has of them, and otherwise
+ * bin/i2v.js's own MALLOC_ARENA_MAX (the Docker image sets the same). Each run records what the worker really had.
  */
-function memoryEnv(): Record<string, string> {
-  return Object.fromEntries(['MALLOC_ARENA_MAX', 'NODE_OPTIONS'].flatMap((k) => (process.env[k] ? [[k, process.env[k]!]] : [])));
+function expectedMemorySettings(): string {
+  const inherited = MEMORY_SETTINGS.filter((k) => process.env[k]).map((k) => `${k}=${process.env[k]}`);
+  return process.env.MALLOC_ARENA_MAX ? inherited.join(' ') : ['MALLOC_ARENA_MAX=2 (bin/i2v.js sets it)', ...inherited].join(' ');
 }
 
 async function main(argv: string[]): Promise<number> {
@@ -43,7 +45,7 @@ async function main(argv: string[]): Promise<number> {
     `i2v bench: scenario ${opts.scenarioLabel}, seed ${opts.seed}, time factor ${ratio} (1 real second = ${round(ratio * 1000, 1)} ms here)`,
     `  latency "real": PENDING ${round(3 * ratio, 3)} s, RUNNING 90 % U(90,180) s + 10 % U(180,300) s, scaled to ${round(90 * ratio, 2)}–${round(300 * ratio, 2)} s`,
     `  our poll schedule ${JSON.stringify(scalePollSchedule(DEFAULT_POLL_SCHEDULE, ratio))}, naive every ${round(NAIVE_POLL_SECONDS * ratio, 3)} s; submit rate ${opts.submitRate}/s`,
-    `  memory settings the worker inherits: ${Object.entries(memoryEnv()).map(([k, v]) => `${k}=${v}`).join(' ') || 'none (no MALLOC_ARENA_MAX or NODE_OPTIONS)'}`,
+    `  memory settings of the worker: ${expectedMemorySettings()}`,
   ];
   for (const line of header) console.log(line);
 
@@ -96,7 +98,7 @@ async function main(argv: string[]): Promise<number> {
     cpus: os.availableParallelism(), memoryGb: round(os.totalmem() / 2 ** 30, 1), node: process.version, platform: `${os.platform()} ${os.release()}`,
     // Other work on the machine slows both pipelines; the 1-, 5- and 15-minute load averages say how busy it was.
     loadAverage: { start: loadAtStart.map((l) => round(l, 2)), end: os.loadavg().map((l) => round(l, 2)) },
-    memoryEnv: memoryEnv(),
+    memoryEnv: Object.fromEntries(MEMORY_SETTINGS.flatMap((k) => (process.env[k] ? [[k, process.env[k]!]] : []))),
   };
   await writeFile(file, `${JSON.stringify({ scenario: opts.scenarioLabel, seed: opts.seed, timeFactor: opts.timeFactor, options: opts, machine, runs, repetitions: pairs.length > 1 ? pairs : undefined, targets, pollModel: model?.outcomes }, null, 2)}\n`);
   console.log(`Results: ${path.relative(process.cwd(), file)}`);

@@ -13,7 +13,7 @@ import { Writable } from 'node:stream';
 import { promisify } from 'node:util';
 import type { TestWorkflowEnvironment } from '@temporalio/testing';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { API_KEY_VARIABLES, doctorCommand, formatResult, type DoctorOptions } from '../src/cli/doctor';
+import { API_KEY_VARIABLES, checkMemorySetting, doctorCommand, formatResult, type DoctorOptions } from '../src/cli/doctor';
 import { providerConfig, type ProviderKind } from '../src/config';
 import { startEmulator, type Emulator } from '../src/emulator';
 import { resolveTemporalTool } from '../src/temporal/binaries';
@@ -43,6 +43,7 @@ function machine(over: Record<string, string | undefined> = {}): Record<string, 
     DASHSCOPE_API_KEY: undefined,
     I2V_EMULATOR_API_KEY: undefined,
     I2V_BASE_URL: undefined,
+    MALLOC_ARENA_MAX: '2', // as `npx i2v` sets it
     ...over,
   };
 }
@@ -267,12 +268,33 @@ describe('i2v doctor', () => {
   const cliWired = existsSync(path.join(__dirname, '..', 'dist', 'client.js')) && readFileSync(path.join(__dirname, '..', 'dist', 'client.js'), 'utf8').includes("command('doctor')");
   it.runIf(cliWired)('runs as `i2v doctor`: a broken ffmpeg is one clear line and exit code 2', async () => {
     const bin = path.join(__dirname, '..', 'bin', 'i2v.js');
-    const env = { ...machine({ FFMPEG_PATH: '/nonexistent/ffmpeg' }) } as NodeJS.ProcessEnv;
+    const env = { ...machine({ FFMPEG_PATH: '/nonexistent/ffmpeg', MALLOC_ARENA_MAX: undefined }) } as NodeJS.ProcessEnv;
     const result = await promisify(execFile)(process.execPath, [bin, 'doctor', await runFolder(), '--provider', 'emulator', '--base-url', emulator.baseUrl], { env, timeout: 60_000 })
       .then(({ stdout }) => ({ code: 0, stdout }), (err: { code: number; stdout: string }) => ({ code: err.code, stdout: err.stdout }));
     expect(result.stdout.split('\n').filter((l) => l.startsWith('✗'))).toEqual([
       '✗ ffmpeg: cannot run "/nonexistent/ffmpeg": not found. Fix: Install ffmpeg (it includes ffprobe), or set FFMPEG_PATH to the full path of a working binary.',
     ]);
     expect(result.code).toBe(2);
+    // `node bin/i2v.js` bypasses the launcher line, so glibc keeps its default arenas, and doctor says so.
+    expect(result.stdout).toContain('! Memory: MALLOC_ARENA_MAX is not set');
+  });
+
+  it.runIf(cliWired && process.platform === 'linux')('started as a program, `i2v` caps glibc\'s malloc arenas at 2, unless told otherwise', async () => {
+    const bin = path.join(__dirname, '..', 'bin', 'i2v.js');
+    const memoryLine = async (over: Record<string, string | undefined>) => {
+      const env = machine({ MALLOC_ARENA_MAX: undefined, ...over }) as NodeJS.ProcessEnv;
+      // Executed directly, as `npx i2v` does: the kernel reads the file's #! line.
+      const { stdout } = await promisify(execFile)(bin, ['doctor', '--provider', 'emulator', '--base-url', emulator.baseUrl], { env, timeout: 60_000 })
+        .catch((err: { stdout: string }) => ({ stdout: err.stdout }));
+      return stdout.split('\n').find((l) => l.includes('Memory:'));
+    };
+    expect(await memoryLine({})).toBe('✓ Memory: MALLOC_ARENA_MAX=2.');
+    expect(await memoryLine({ MALLOC_ARENA_MAX: '4' })).toBe('✓ Memory: MALLOC_ARENA_MAX=4.');
+  });
+
+  it('warns about the memory setting only on Linux, where glibc reads it', () => {
+    expect(checkMemorySetting({ MALLOC_ARENA_MAX: '2' }, 'linux')).toEqual([{ name: 'Memory', ok: true, detail: 'MALLOC_ARENA_MAX=2.' }]);
+    expect(checkMemorySetting({}, 'linux')).toEqual([expect.objectContaining({ ok: true, warning: true })]);
+    expect(checkMemorySetting({}, 'darwin')).toEqual([]);
   });
 });
