@@ -18,7 +18,7 @@ import { requestRegeneration, waitForShot } from '../src/cli/regenerate';
 import type { TemporalHandle } from '../src/temporal/connection';
 import { createWorker } from '../src/worker';
 import { episodeWorkflowId, shotWorkflowId } from '../src/workflows/ids';
-import { maybeRecordHistory } from './helpers/histories';
+import { activitiesScheduled, maybeRecordHistory } from './helpers/histories';
 import { imageDistance, makeRunFolder } from './helpers/runFolder';
 import { devServerEnv } from './helpers/temporal';
 import { assertInputsUnchanged, snapshotInputs } from './helpers/inputs';
@@ -112,6 +112,10 @@ describe('i2v run, end to end', () => {
       return fields?.I2vState ? [JSON.parse(Buffer.from(fields.I2vState.data!).toString())] : [];
     });
     expect(states).toEqual(['generating', 'done']);
+    // Its image passed the pre-flight as it is, so the submission checked it itself, with no preparation step before it.
+    const scheduled = activitiesScheduled(shotHistory);
+    expect(scheduled[0]).toBe('submitTask');
+    expect(scheduled).not.toContain('prepareImage');
 
     const posts = emulator.ledger().posts;
     const again = await runCommand(runDir, { provider: provider(), settings, temporal, out: quiet(), refreshMs: 200 });
@@ -147,6 +151,8 @@ describe('i2v run, end to end', () => {
       expect(take).toBe(2);
       const result = await waitForShot(temporal.client, episodeId, workflowId);
       expect(result).toMatchObject({ status: 'SUCCESS', take: 2 });
+      // A new take may come with a new image, which nothing has checked yet: it is prepared first.
+      expect(activitiesScheduled(await temporal.client.workflow.getHandle(workflowId).fetchHistory())[0]).toBe('prepareImage');
     } finally {
       worker.shutdown();
       await running;

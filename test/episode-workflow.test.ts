@@ -11,7 +11,7 @@ import { readTaskRecord } from '../src/runs/taskRecord';
 import { DEFAULT_POLL_SCHEDULE } from '../src/workflows/polling';
 import { episodeProgressQuery, regenerateUpdate } from '../src/workflows/messages';
 import { shotWorkflowId } from '../src/workflows/ids';
-import { maybeRecordHistory } from './helpers/histories';
+import { activitiesScheduled, maybeRecordHistory } from './helpers/histories';
 import type { EpisodeWorkflowInput } from '../src/workflows/types';
 import type { episodeWorkflow } from '../src/workflows/episode';
 import { makeRunFolder, type ShotFixture } from './helpers/runFolder';
@@ -160,7 +160,8 @@ describe('episodeWorkflow', () => {
   });
 
   it('takes regenerate requests while it runs: a new take for a running shot, a new prompt for a queued one', async () => {
-    const input = await episodeInput([{ episode: 1, shot: 1, prompt: '第一版' }, { episode: 1, shot: 2, prompt: '还没开始' }], { maxInFlight: 1 });
+    // Both images passed a pre-flight as they are (take 1).
+    const input = await episodeInput([{ episode: 1, shot: 1, prompt: '第一版' }, { episode: 1, shot: 2, prompt: '还没开始' }], { maxInFlight: 1, imagesAsIs: { 'Episode-01-001': 1, 'Episode-01-002': 1 } });
     const handle = await run(input);
     const running = await handle.executeUpdate(regenerateUpdate, { args: [{ shot: 1, prompt: '第二版' }] });
     const queued = await handle.executeUpdate(regenerateUpdate, { args: [{ shot: 2, prompt: '改过的提示词' }] });
@@ -174,6 +175,9 @@ describe('episodeWorkflow', () => {
     expect(records['Episode-01-001']).toMatchObject({ take: 2, prompt: '第二版' });
     expect(records['Episode-01-001']!.takes!.map((t) => [t.take, t.status])).toEqual([[1, 'SUCCESS'], [2, 'SUCCESS']]);
     expect(records['Episode-01-002']).toMatchObject({ take: 1, prompt: '改过的提示词' });
+    // The checked takes are sent as they are; the new take, whose image nobody checked, is prepared first.
+    const firstActivity = async (shot: number, take: number) => activitiesScheduled(await pipeline.env.client.workflow.getHandle(shotWorkflowId(input.runId, 1, shot, take)).fetchHistory())[0];
+    expect([await firstActivity(1, 1), await firstActivity(1, 2), await firstActivity(2, 1)]).toEqual(['submitTask', 'prepareImage', 'submitTask']);
     await maybeRecordHistory('episode-regenerate', pipeline.env.client.workflow.getHandle(handle.workflowId));
   });
 });

@@ -1,6 +1,8 @@
 /** Which shots a run redoes, and with which take: the rules that decide whether the user pays again. */
 import { describe, expect, it } from 'vitest';
-import { nextTake } from '../src/cli/plan';
+import { episodeInput, nextTake, type RunSettings } from '../src/cli/plan';
+import { DEFAULT_GENERATION } from '../src/config';
+import type { PlannedEpisode } from '../src/runs/scan';
 import type { TaskRecordEntry } from '../src/runs/taskRecord';
 import { resolveTemporalTool } from '../src/temporal/binaries';
 import { DEFAULT_POLL_SCHEDULE, estimateGeneration, nextPollDelaySeconds, pollDelaySeconds } from '../src/workflows/polling';
@@ -100,5 +102,22 @@ describe('Temporal binaries', () => {
     const pinned = resolveTemporalTool('temporal-test-server', { PATH: '' });
     expect(pinned.source).toBe('project');
     expect(pinned.executable).toMatchObject({ type: 'existing-path', path: expect.stringMatching(/\.tools\/temporal-test-server\/[\d.]+\/temporal-test-server$/) });
+  });
+});
+
+describe('episodeInput', () => {
+  const settings: RunSettings = { generation: DEFAULT_GENERATION, deadlineSeconds: 7200, poll: DEFAULT_POLL_SCHEDULE, maxInFlight: 2 };
+  const shot = (n: number) => ({ episode: 1, shot: n, key: `Episode-01-00${n}`, name: `Episode-01-Shot-00${n}`, imagePath: `/run/05_generated_images/Episode-01/Episode-01-Shot-00${n}.png`, prompt: 'p' });
+  const episode = { episode: 1, name: 'Episode-01', shots: [shot(1), shot(2), shot(3)], problems: [] } as unknown as PlannedEpisode;
+
+  it('marks the images the pre-flight found acceptable as they are, for the take about to run, and no finished shot', () => {
+    const records = {
+      'Episode-01-002': entry({ status: 'FAILED', task_id: 't-2', task_status: 'FAILED', take: 1 }),
+      'Episode-01-003': entry({ status: 'SUCCESS', take: 1 }),
+    };
+    const input = episodeInput({ runDir: '/run', runId: 'r' }, episode, records, () => true, settings, new Set(['Episode-01-001', 'Episode-01-002', 'Episode-01-003']));
+    // Shot 2 runs take 2 (its provider task failed); shot 3 is done and needs nothing.
+    expect(input.imagesAsIs).toEqual({ 'Episode-01-001': 1, 'Episode-01-002': 2 });
+    expect(episodeInput({ runDir: '/run', runId: 'r' }, episode, {}, () => false, settings).imagesAsIs).toBeUndefined();
   });
 });

@@ -20,6 +20,8 @@ describe('replay of recorded histories', () => {
       'episode-poll-hints.binpb', 'shot-poll-hint.binpb',
       // A shot keeping I2vState up to date: with stateUpdates 'settled' (the episode asks for it), and before (every phase).
       'shot-search-attributes.binpb', 'shot-search-attributes.v1.binpb',
+      // A shot whose image the pre-flight found acceptable as it is: submitted without a prepareImage step.
+      'shot-image-as-is.binpb',
       // Recorded before the patches 'phase-signal-alongside', 'record-in-submit' and 'endgame-poll-hints': workflows started then still replay.
       'episode-success.v1.binpb', 'episode-continue-as-new.v1.binpb', 'shot-deadline.v1.binpb', 'shot-success.v1.binpb',
     ]));

@@ -2,7 +2,7 @@
  * The shot workflow on the time-skipping test server, with its real activities talking HTTP to the emulator:
  * the 2 h deadline, the backoff schedule, failed tasks, and never paying twice for one take.
  */
-import { randomUUID } from 'node:crypto';
+import { createHash, randomUUID } from 'node:crypto';
 import { readFile, writeFile } from 'node:fs/promises';
 import { describe, expect, it } from 'vitest';
 import { temporal } from '@temporalio/proto';
@@ -16,7 +16,7 @@ import { scanRun } from '../src/runs/scan';
 import { submissionKey } from '../src/workflows/ids';
 import { DEFAULT_POLL_SCHEDULE, pollDelaySeconds } from '../src/workflows/polling';
 import type { ShotWorkflowInput } from '../src/workflows/types';
-import { maybeRecordHistory } from './helpers/histories';
+import { activitiesScheduled, maybeRecordHistory } from './helpers/histories';
 import { makeRunFolder } from './helpers/runFolder';
 import { useTimeSkippingPipeline } from './helpers/temporal';
 
@@ -107,6 +107,33 @@ describe('shotWorkflow', () => {
     const record = (await readTaskRecord(input.runDir))[input.shot.key];
     expect(record).toMatchObject({ status: 'SUCCESS', task_id: result.taskId, video_path: '08_generated_videos/Episode-01/Episode-01-Shot-001.mp4' });
     await maybeRecordHistory('shot-success', handle);
+  });
+
+  it('submits an image the pre-flight found acceptable as it is without a separate preparation step', async () => {
+    const input = { ...(await shotInput('镜头缓慢拉远')), imageAsIs: true };
+    const before = pipeline.emulator.ledger();
+    const handle = await start(input);
+    const result = await handle.result();
+    expect(result.status).toBe('SUCCESS');
+    // The original file, byte for byte, as a PNG: the submission checked it and sent it as it is.
+    const sent = pipeline.emulator.ledger().submissions.slice(before.submissions.length);
+    expect(sent).toEqual([expect.objectContaining({ imageSha256: createHash('sha256').update(await readFile(input.shot.imagePath)).digest('hex'), mime: 'image/png' })]);
+    const scheduled = activitiesScheduled(await handle.fetchHistory());
+    expect(scheduled[0]).toBe('submitTask');
+    expect(scheduled).not.toContain('prepareImage');
+    await maybeRecordHistory('shot-image-as-is', handle);
+  });
+
+  it('fails a shot whose image, found acceptable as it is before the run, is broken by the time it is sent, paying for nothing', async () => {
+    const input = { ...(await shotInput('图片在提交前被截断')), imageAsIs: true };
+    const bytes = await readFile(input.shot.imagePath);
+    await writeFile(input.shot.imagePath, bytes.subarray(0, Math.floor(bytes.length / 2)));
+    const before = pipeline.emulator.ledger();
+    const result = await (await start(input)).result();
+    expect(result).toMatchObject({ status: 'FAILED', errorCode: 'InputError' });
+    expect(result.errorMessage).toMatch(/Episode-01-Shot-001\.png/);
+    expect(pipeline.emulator.ledger().posts - before.posts).toBe(0);
+    expect(await readSubmission(input.runDir, submissionKey(1, 1, 1))).toBeUndefined();
   });
 
   it('re-uses a task id already recorded for the take instead of submitting again (crash after the POST)', async () => {

@@ -35,6 +35,19 @@ export interface ActivityDeps {
   now?: () => Date;
 }
 
+/** An input image, and whether images under the API's minimum size may be enlarged. */
+export interface ImageSource {
+  imagePath: string;
+  upscaleSmall?: boolean;
+}
+
+/** What submitTask sends: a file prepareImage made, or the original to prepare right before it is sent. */
+export type SubmitImage =
+  /** `sha256`: of the file as prepared; a file that no longer has it is not sent. */
+  | { image: { path: string; mime: string; sha256?: string }; source?: never }
+  /** An image the pre-flight found acceptable as it is (ShotWorkflowInput.imageAsIs). */
+  | { source: ImageSource; image?: never };
+
 export type ShotRecordUpdate =
   | { kind: 'submitted'; taskId: string }
   | { kind: 'succeeded'; taskId: string; videoUrl: string; videoPath: string; thumbnailPath: string; billedSeconds?: number }
@@ -43,13 +56,20 @@ export type ShotRecordUpdate =
 export function createActivities(deps: ActivityDeps) {
   const now = deps.now ?? (() => new Date());
   const clean = (text: string) => redact(text, deps.secrets);
+  const prepare = (runDir: string, source: ImageSource) => {
+    const limits = { ...(deps.imageLimits ?? DEFAULT_IMAGE_LIMITS), ...(source.upscaleSmall ? { upscaleSmall: true } : {}) };
+    return prepareImage(source.imagePath, preparedCacheDir(runDir), limits);
+  };
+  const prepareToSend = async (runDir: string, source: ImageSource) => {
+    const prepared = await prepare(runDir, source);
+    return { path: prepared.path, mime: prepared.mime, sha256: prepared.fileSha256 };
+  };
 
   return {
     /** Makes the image acceptable to the API (format, size, pixel limits); returns where the prepared copy is. */
-    async prepareImage(args: { runDir: string; imagePath: string; upscaleSmall?: boolean }) {
+    async prepareImage(args: ImageSource & { runDir: string }) {
       return guard(clean, async () => {
-        const limits = { ...(deps.imageLimits ?? DEFAULT_IMAGE_LIMITS), ...(args.upscaleSmall ? { upscaleSmall: true } : {}) };
-        const prepared = await prepareImage(args.imagePath, preparedCacheDir(args.runDir), limits);
+        const prepared = await prepare(args.runDir, args);
         return { path: prepared.path, mime: prepared.mime, width: prepared.width, height: prepared.height, bytes: prepared.bytes, sha256: prepared.sha256, fileSha256: prepared.fileSha256, changes: prepared.changes };
       });
     },
@@ -59,11 +79,9 @@ export function createActivities(deps: ActivityDeps) {
      * after it returns (task id), so a retry after a crash re-uses the task instead of paying again, and a POST
      * whose outcome is unknown stops here instead of being repeated blindly.
      */
-    async submitTask(args: {
+    async submitTask(args: SubmitImage & {
       runDir: string;
       submissionKey: string;
-      /** `sha256`: of the file as prepared; a file that no longer has it is not sent. */
-      image: { path: string; mime: string; sha256?: string };
       prompt: string;
       generation: GenerationParams;
       /** 'fail' (default): stop on an unknown outcome. 'resubmit': accept the risk of paying twice. */
@@ -81,6 +99,9 @@ export function createActivities(deps: ActivityDeps) {
         if (previous?.state === 'started' && !resubmit) {
           throw uncertain('A previous submission of this take was sent but its outcome is unknown (crash, timeout or reset)');
         }
+        // An original goes through the same preparation here, once nothing was paid for yet: for an image that
+        // needs no changes, a full decode that fails a truncated file (InputError) before anything is sent.
+        const image = args.source ? await prepareToSend(args.runDir, args.source) : args.image;
         const slot = deps.submitsPerSecond ? await awaitSubmitSlot(args.runDir, deps.submitsPerSecond) : undefined;
         try {
           await markSubmissionStarted(args.runDir, args.submissionKey, now(), { replaceStarted: resubmit });
@@ -102,7 +123,7 @@ export function createActivities(deps: ActivityDeps) {
         }
         let result: Awaited<ReturnType<ProviderClient['submit']>>;
         try {
-          result = await deps.provider.submit({ image: args.image, prompt: args.prompt, params: args.generation });
+          result = await deps.provider.submit({ image, prompt: args.prompt, params: args.generation });
         } catch (err) {
           // Only a request the provider certainly did not accept may be tried again (unless the user accepts
           // the risk of paying twice with the 'resubmit' policy).

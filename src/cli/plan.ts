@@ -53,6 +53,8 @@ export function episodeInput(
   records: Record<string, TaskRecordEntry>,
   outputsPresent: (shot: ShotSpec) => boolean,
   settings: RunSettings,
+  /** Keys of the shots whose image the pre-flight found acceptable as it is (PreflightResult.asIs). */
+  asIs: ReadonlySet<string> = new Set(),
 ): EpisodeWorkflowInput {
   const shots: ShotSpec[] = [];
   const done: ShotResult[] = [];
@@ -70,6 +72,8 @@ export function episodeInput(
       });
     }
   }
+  const doneKeys = new Set(done.map((r) => r.key));
+  const imagesAsIs = Object.fromEntries(shots.filter((s) => asIs.has(s.key) && !doneKeys.has(s.key)).map((s) => [s.key, s.take]));
   return {
     runDir: plan.runDir,
     runId: plan.runId,
@@ -82,6 +86,7 @@ export function episodeInput(
     ...(settings.expectedGeneration ? { expectedGeneration: settings.expectedGeneration } : {}),
     maxInFlight: settings.maxInFlight,
     upscaleSmall: settings.upscaleSmall,
+    ...(Object.keys(imagesAsIs).length > 0 ? { imagesAsIs } : {}),
     uncertainSubmit: settings.uncertainSubmit,
     queues: settings.queues,
   };

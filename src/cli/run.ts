@@ -55,7 +55,7 @@ export async function runCommand(runDir: string, opts: RunOptions): Promise<RunS
   const out = opts.out ?? process.stdout;
   // Validation first, before anything is paid for: shots with input errors are reported, recorded in
   // tasks.json and left out (or, with --strict, nothing starts).
-  const { plan, report } = await preflight(runDir, {
+  const { plan, report, asIs } = await preflight(runDir, {
     episodes: opts.episodes,
     generation: opts.settings.generation,
     maxInFlight: opts.settings.maxInFlight,
@@ -83,7 +83,7 @@ export async function runCommand(runDir: string, opts: RunOptions): Promise<RunS
     const results: EpisodeResult[] = [];
     const settings = { ...opts.settings, maxInFlight: episodeShare(opts.settings, plan.episodes.length) };
     for (const episode of plan.episodes) {
-      const input = episodeInput(plan, episode, records, (shot) => outputsPresent(plan.runDir, shot.episode, shot.shot), settings);
+      const input = episodeInput(plan, episode, records, (shot) => outputsPresent(plan.runDir, shot.episode, shot.shot), settings, asIs);
       if (input.shots.length === 0) continue;
       const workflowId = episodeWorkflowId(plan.runId, episode.episode);
       if (input.done.length === input.shots.length && !(await isRunning(temporal, workflowId))) {

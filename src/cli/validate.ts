@@ -86,6 +86,8 @@ export interface PreflightResult {
   plan: RunPlan;
   /** Keys of the shots `run` passes on: ready, will-prepare and done (done ones are skipped by the plan). */
   runnable: Set<string>;
+  /** Keys of the ready shots: their images are acceptable to the API as they are (from their headers). */
+  asIs: Set<string>;
   /** Shots left out of the run for an input error, in report order. */
   errors: PreflightError[];
 }
@@ -125,7 +127,8 @@ export async function preflight(runDir: string, opts: PreflightOptions): Promise
         `${report.totals.done} already done, ${errors.length} skipped for input errors.\n${costLine(report)}\n`,
     );
   }
-  return { report, plan: runPlan, runnable, errors };
+  const asIs = new Set(shots.filter((s) => s.state === 'ready').map((s) => s.key));
+  return { report, plan: runPlan, runnable, asIs, errors };
 }
 
 /**

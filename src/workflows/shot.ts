@@ -133,10 +133,18 @@ export async function shotWorkflow(input: ShotWorkflowInput): Promise<ShotResult
     }
   };
 
+  const prepared = async () => {
+    await enter('preparing');
+    const result = await act(queues, 'prepareImage', PREP, `Prepare the image of ${shot.name}`, { runDir, imagePath: shot.imagePath, upscaleSmall: input.upscaleSmall });
+    return { image: { path: result.path, mime: result.mime, sha256: result.fileSha256 } };
+  };
+
   const base = { key: shot.key, episode: shot.episode, shot: shot.shot, take: shot.take };
   try {
-    await enter('preparing');
-    const image = await act(queues, 'prepareImage', PREP, `Prepare the image of ${shot.name}`, { runDir, imagePath: shot.imagePath, upscaleSmall: input.upscaleSmall });
+    // An image the pre-flight found acceptable as it is goes straight to the submission, which checks it there.
+    const image = input.imageAsIs
+      ? { source: { imagePath: shot.imagePath, upscaleSmall: input.upscaleSmall } }
+      : await prepared();
 
     await enter('submitting');
     // Newer runs have the submission record the task in tasks.json itself: one activity and workflow task less
@@ -145,7 +153,7 @@ export async function shotWorkflow(input: ShotWorkflowInput): Promise<ShotResult
     const submitted = await act(queues, 'submitTask', SUBMIT, `Submit ${shot.name} take ${shot.take} (paid, at most once)`, {
       runDir,
       submissionKey: submissionKey(shot.episode, shot.shot, shot.take),
-      image: { path: image.path, mime: image.mime, sha256: image.fileSha256 },
+      ...image,
       prompt: shot.prompt,
       generation: input.generation,
       onUncertain: input.uncertainSubmit,

@@ -55,6 +55,13 @@ export interface ShotWorkflowInput {
   estimate?: GenerationEstimate;
   /** Enlarge images under the API's 360 px minimum instead of refusing them. */
   upscaleSmall?: boolean;
+  /**
+   * The run's pre-flight found the image acceptable to the API as it is: the submission checks it (decoding its
+   * pixels) right before sending it, instead of a prepareImage step before it (one activity and one workflow task
+   * less per shot, which is what makes an episode's submissions slow to start on a busy server). Absent, as for
+   * regenerated takes and runs started before it existed: prepareImage first.
+   */
+  imageAsIs?: boolean;
   queues?: ActivityQueues;
 }
 
@@ -102,6 +109,8 @@ export interface EpisodeWorkflowInput {
   /** The server has our custom search attributes registered (see searchAttributes.ts). */
   searchAttributes?: boolean;
   upscaleSmall?: boolean;
+  /** Shot key → the take whose image the pre-flight found acceptable as it is (see ShotWorkflowInput.imageAsIs). */
+  imagesAsIs?: Record<string, number>;
   queues?: ActivityQueues;
   /** History events per run before continuing as new (default 5,000, or sooner if the server suggests). */
   maxEventsPerRun?: number;

@@ -17,3 +17,11 @@ export async function maybeRecordHistory(name: string, handle: WorkflowHandle): 
 export async function loadHistory(file: string): Promise<temporal.api.history.v1.History> {
   return temporal.api.history.v1.History.decode(await readFile(path.join(HISTORY_FIXTURES, file)));
 }
+
+/** The activity types a workflow scheduled, in order. */
+export function activitiesScheduled(history: temporal.api.history.v1.IHistory): string[] {
+  return (history.events ?? []).flatMap((e) => {
+    const name = e.activityTaskScheduledEventAttributes?.activityType?.name;
+    return name ? [name] : [];
+  });
+}
