@@ -150,7 +150,8 @@ export async function shotWorkflow(input: ShotWorkflowInput): Promise<ShotResult
     // Newer runs have the submission record the task in tasks.json itself: one activity and workflow task less
     // per shot while an episode is submitting. Older histories replay their separate step.
     const recordInSubmit = patched(RECORD_IN_SUBMIT);
-    const submitted = await act(queues, 'submitTask', SUBMIT, `Submit ${shot.name} take ${shot.take} (paid, at most once)`, {
+    const checkedHere = input.imageAsIs ? '; the image is checked here and sent as it is' : '';
+    const submitted = await act(queues, 'submitTask', SUBMIT, `Submit ${shot.name} take ${shot.take} (paid, at most once${checkedHere})`, {
       runDir,
       submissionKey: submissionKey(shot.episode, shot.shot, shot.take),
       ...image,

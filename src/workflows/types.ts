@@ -57,8 +57,8 @@ export interface ShotWorkflowInput {
   upscaleSmall?: boolean;
   /**
    * The run's pre-flight found the image acceptable to the API as it is: the submission checks it (decoding its
-   * pixels) right before sending it, instead of a prepareImage step before it (one activity and one workflow task
-   * less per shot, which is what makes an episode's submissions slow to start on a busy server). Absent, as for
+   * pixels) right before sending it, instead of a prepareImage step before it: one activity and one workflow task
+   * less per shot, each a few server transactions while an episode is starting its shots. Absent, as for
    * regenerated takes and runs started before it existed: prepareImage first.
    */
   imageAsIs?: boolean;
