@@ -7,7 +7,10 @@ import path from 'node:path';
 import sharp from 'sharp';
 import { seededRandom } from '../src/emulator/random';
 
-/** `scene`: a blocky 640×360 PNG (a few KB). `bytes`: a noise image of about that many bytes. */
+/**
+ * `scene`: a blocky 640×360 PNG (a few KB), acceptable as it is. `bytes`: a noise image of about that many bytes,
+ * which the pipeline prepares before sending it whatever its size (see noiseJpeg), so that sizes can be compared.
+ */
 export type ImageKind = 'scene' | { bytes: number };
 
 export interface RunFolder {
@@ -53,10 +56,14 @@ async function noisePng(bytes: number, seed: number): Promise<Buffer> {
   return sharp(randomPixels(width, height, seed), { raw: { width, height, channels: 3 } }).png({ compressionLevel: 1 }).toBuffer();
 }
 
-/** A 640×360 noise JPEG, its quality searched so the file lands near `bytes`. */
+/**
+ * A 640×360 noise JPEG, its quality searched so the file lands near `bytes`, stored sideways (EXIF orientation 6).
+ * Turning it upright makes the pipeline prepare it before sending it, as it must a 9 MB image (too big for the API
+ * as it is): with the same steps for both sizes, only their size differs. An image sent as it is skips that step.
+ */
 async function noiseJpeg(bytes: number, seed: number): Promise<Buffer> {
   const pixels = randomPixels(640, 360, seed);
-  const encode = (quality: number) => sharp(pixels, { raw: { width: 640, height: 360, channels: 3 } }).jpeg({ quality }).toBuffer();
+  const encode = (quality: number) => sharp(pixels, { raw: { width: 640, height: 360, channels: 3 } }).jpeg({ quality }).withMetadata({ orientation: 6 }).toBuffer();
   let [lo, hi] = [1, 100];
   let best = await encode(50);
   while (lo <= hi) {

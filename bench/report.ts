@@ -68,7 +68,7 @@ export function checkTargets(runs: RunMetrics[], pairs: DefaultPair[]): Target[]
     const diff = Math.abs(b - a) / a;
     targets.push({
       target: 'payload bytes in history per shot do not grow with image size (within 5 %)', met: diff <= 0.05,
-      evidence: `p50 ${a} B (${formatBytes(small.inputImageBytesP50)} images) vs ${b} B (${formatBytes(large.inputImageBytesP50)} images): ${round(diff * 100, 2)} %; `
+      evidence: `p50 ${a} B (${formatBytes(small.inputImageBytesP50)} images) vs ${b} B (${formatBytes(large.inputImageBytesP50)} images), both prepared before sending: ${round(diff * 100, 2)} %; `
         + `whole history p50 ${small.history.shotBytes.p50} B vs ${large.history.shotBytes.p50} B, events p50 ${small.history.shotEvents.p50} vs ${large.history.shotEvents.p50}`,
     });
   }
