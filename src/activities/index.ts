@@ -89,6 +89,7 @@ export function createActivities(deps: ActivityDeps) {
       /** Also record the task in `tasks.json` once it exists (one step less for the workflow). */
       record?: { shot: ShotSpec; generation: GenerationParams };
     }) {
+      const attemptStarted = now().getTime();
       const submitOnce = async (): Promise<{ taskId: string; reused: boolean; elapsedSinceSubmitMs: number }> => {
         const previous = await readSubmission(args.runDir, args.submissionKey);
         const sinceSubmit = (entry: JournalEntry) => Math.max(0, now().getTime() - Date.parse(entry.submittedAt ?? entry.startedAt));
@@ -103,6 +104,7 @@ export function createActivities(deps: ActivityDeps) {
         // needs no changes, a full decode that fails a truncated file (InputError) before anything is sent.
         const image = args.source ? await prepareToSend(args.runDir, args.source) : args.image;
         const slot = deps.submitsPerSecond ? await awaitSubmitSlot(args.runDir, deps.submitsPerSecond) : undefined;
+        stillInTime(now().getTime() - attemptStarted);
         try {
           await markSubmissionStarted(args.runDir, args.submissionKey, now(), { replaceStarted: resubmit });
         } catch (err) {
@@ -132,6 +134,8 @@ export function createActivities(deps: ActivityDeps) {
           if (unknownOutcome && !resubmit) throw uncertain(`The submission was sent but its outcome is unknown (${clean((err as Error).message)})`);
           if (unknownOutcome) throw ApplicationFailure.create({ type: 'SubmitOutcomeUnknown', message: clean((err as Error).message) });
           if (err instanceof ProviderError && err.code === CLIENT_ERROR_CODES.imageChanged) {
+            // An original checked by this attempt changed while it was sent: the next attempt checks it again.
+            if (args.source) throw ApplicationFailure.create({ type: err.code, message: clean(err.message) });
             throw ApplicationFailure.create({ type: err.code, nonRetryable: true, message: clean(`${err.message}. Run \`i2v regenerate\` for this shot to prepare the image again and submit it as it is now.`) });
           }
           throw err;
@@ -260,6 +264,24 @@ export type Activities = ReturnType<typeof createActivities>;
 export type UncertainSubmitPolicy = 'fail' | 'resubmit';
 
 export const SUBMIT_UNCERTAIN = 'SUBMIT_UNCERTAIN';
+
+/**
+ * Everything before the POST counts against the attempt's time limit: the image check, a wait for a CPU slot or
+ * for the pacer, a slow disk. An attempt that was cancelled (the server gave up on it) or has used half its limit
+ * stops before it marks the journal, with nothing sent: otherwise it could still be sending while the server's
+ * next attempt finds the take marked and stops as uncertain (or, with 'resubmit', sends it a second time). The
+ * other half is for the POST itself (its request time limit is a minute of SUBMIT's two). Retryable.
+ */
+function stillInTime(usedMs: number): void {
+  const ctx = Context.current();
+  const limitMs = ctx.info.startToCloseTimeoutMs;
+  if (ctx.cancellationSignal.aborted || (limitMs > 0 && usedMs > limitMs / 2)) {
+    throw ApplicationFailure.create({
+      type: 'SubmitTooLate',
+      message: `Getting ready to submit took ${Math.round(usedMs / 1000)} s of this attempt's ${Math.round(limitMs / 1000)} s, so nothing was sent; the next attempt starts afresh.`,
+    });
+  }
+}
 
 function uncertain(what: string): ApplicationFailure {
   return ApplicationFailure.create({
