@@ -3,7 +3,7 @@
  * the 2 h deadline, the backoff schedule, failed tasks, and never paying twice for one take.
  */
 import { createHash, randomUUID } from 'node:crypto';
-import { readFile, writeFile } from 'node:fs/promises';
+import { readFile, rm, writeFile } from 'node:fs/promises';
 import { describe, expect, it } from 'vitest';
 import { temporal } from '@temporalio/proto';
 import { MockActivityEnvironment } from '@temporalio/testing';
@@ -136,6 +136,19 @@ describe('shotWorkflow', () => {
     expect(await readSubmission(input.runDir, submissionKey(1, 1, 1))).toBeUndefined();
   });
 
+  it('re-uses a task recorded for a take sent as it is, without checking an image that is gone since', async () => {
+    const input = { ...(await shotInput('提交后图片被移走')), imageAsIs: true };
+    const provider = createProviderClient(providerConfig('emulator', { baseUrl: pipeline.emulator.baseUrl }));
+    const submitted = await provider.submit({ image: { path: input.shot.imagePath, mime: 'image/png' }, prompt: input.shot.prompt, params: input.generation });
+    await recordSubmission(input.runDir, submissionKey(1, 1, 1), { taskId: submitted.taskId, submittedAt: new Date().toISOString() });
+    await rm(input.shot.imagePath);
+
+    const before = pipeline.emulator.ledger();
+    const result = await (await start(input)).result();
+    expect(result).toMatchObject({ status: 'SUCCESS', taskId: submitted.taskId });
+    expect(pipeline.emulator.ledger().posts - before.posts).toBe(0);
+  });
+
   it('re-uses a task id already recorded for the take instead of submitting again (crash after the POST)', async () => {
     const input = await shotInput('submitted before the worker crashed');
     const provider = createProviderClient(providerConfig('emulator', { baseUrl: pipeline.emulator.baseUrl }));
@@ -196,6 +209,24 @@ describe('submitTask', () => {
     expect(pipeline.emulator.ledger().posts - before.posts).toBe(1);
     expect(pipeline.emulator.ledger().submissions.length - before.submissions.length).toBe(0);
     // Nothing was submitted, so the journal holds nothing that would stop a new take.
+    expect(await readSubmission(input.runDir, key)).toBeUndefined();
+  });
+
+  it('sends nothing, and leaves the take unmarked for the next attempt, once getting ready has used half the attempt\'s time', async () => {
+    const input = await shotInput('检查图片花了太久');
+    const provider = providerConfig('emulator', { baseUrl: pipeline.emulator.baseUrl });
+    // The clock jumps 61 s after the attempt starts: the image check, or a wait for a CPU slot, took that long.
+    let calls = 0;
+    const now = () => new Date(Date.now() + (calls++ > 0 ? 61_000 : 0));
+    const activities = createActivities({ provider: createProviderClient(provider), secrets: [provider.apiKey], maxVideoBytes: DEFAULTS.maxVideoBytes, smallThumbnailWidth: DEFAULTS.thumbnailSmallWidth, now });
+    const env = new MockActivityEnvironment({ startToCloseTimeoutMs: 120_000 });
+    const before = pipeline.emulator.ledger();
+    const key = submissionKey(1, 1, 1);
+    const submit = env.run(activities.submitTask, {
+      runDir: input.runDir, submissionKey: key, source: { imagePath: input.shot.imagePath }, prompt: input.shot.prompt, generation: input.generation,
+    });
+    await expect(submit).rejects.toMatchObject({ type: 'SubmitTooLate', nonRetryable: false, message: expect.stringMatching(/took 61 s of this attempt's 120 s, so nothing was sent/) });
+    expect(pipeline.emulator.ledger().posts - before.posts).toBe(0);
     expect(await readSubmission(input.runDir, key)).toBeUndefined();
   });
 });
