@@ -31,4 +31,12 @@ describe('replay of recorded histories', () => {
     const history = await loadHistory(file);
     await expect(Worker.runReplayHistory({ workflowBundle: await workflowBundle() }, history, file)).resolves.toBeUndefined();
   });
+
+  it('replays a shot that asked for its image to be sent as it is, but ran on a worker that prepared it first', async () => {
+    // A worker older than `imageAsIs` ignores it: its history prepares the image, which a newer worker must replay.
+    const history = await loadHistory('shot-success.binpb');
+    const payload = history.events![0]!.workflowExecutionStartedEventAttributes!.input!.payloads![0]!;
+    payload.data = Buffer.from(JSON.stringify({ ...JSON.parse(Buffer.from(payload.data!).toString()), imageAsIs: true }));
+    await expect(Worker.runReplayHistory({ workflowBundle: await workflowBundle() }, history, 'shot-success-asked-as-is')).resolves.toBeUndefined();
+  });
 });

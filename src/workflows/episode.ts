@@ -99,7 +99,8 @@ export async function episodeWorkflow(input: EpisodeWorkflowInput): Promise<Epis
           runDir: input.runDir, runId: input.runId, shot: spec, generation: input.generation, deadlineSeconds: input.deadlineSeconds,
           poll: input.poll, uncertainSubmit: input.uncertainSubmit, searchAttributes: input.searchAttributes, estimate: estimateGeneration(samples) ?? input.expectedGeneration,
           upscaleSmall: input.upscaleSmall, queues: input.queues, stateUpdates: 'settled',
-          // Only the take the pre-flight checked: a regenerated one may have a new image, prepared as usual.
+          // Only the take the pre-flight checked; a new take (regenerated, or retried after a failed task) is
+          // prepared first, since its image may have changed since.
           ...(input.imagesAsIs?.[spec.key] === spec.take ? { imageAsIs: true } : {}),
         }],
         staticSummary: `${spec.name} take ${spec.take}: ${summaryText(spec.prompt, 60)}`,

@@ -66,6 +66,12 @@ const activities = proxyActivities<Activities>(PREP);
 const PHASE_SIGNAL_ALONGSIDE = 'phase-signal-alongside';
 /** Patch: submitTask records the new task in tasks.json itself. */
 const RECORD_IN_SUBMIT = 'record-in-submit';
+/**
+ * Patch: an image the pre-flight found acceptable as it is goes straight to submitTask (ShotWorkflowInput.imageAsIs).
+ * A patch as well as an input, because a worker older than the input ignores it and prepares the image first:
+ * without the marker, a newer worker replaying that history would expect the shorter path.
+ */
+const IMAGE_AS_IS = 'image-as-is';
 /** The phases written to `I2vState` when the episode asks for `stateUpdates: 'settled'` (see ShotWorkflowInput). */
 const SEARCHABLE_PHASES: ReadonlySet<ShotPhase> = new Set<ShotPhase>(['generating', 'done', 'failed']);
 
@@ -142,15 +148,14 @@ export async function shotWorkflow(input: ShotWorkflowInput): Promise<ShotResult
   const base = { key: shot.key, episode: shot.episode, shot: shot.shot, take: shot.take };
   try {
     // An image the pre-flight found acceptable as it is goes straight to the submission, which checks it there.
-    const image = input.imageAsIs
-      ? { source: { imagePath: shot.imagePath, upscaleSmall: input.upscaleSmall } }
-      : await prepared();
+    const asIs = input.imageAsIs === true && patched(IMAGE_AS_IS);
+    const image = asIs ? { source: { imagePath: shot.imagePath, upscaleSmall: input.upscaleSmall } } : await prepared();
 
     await enter('submitting');
     // Newer runs have the submission record the task in tasks.json itself: one activity and workflow task less
     // per shot while an episode is submitting. Older histories replay their separate step.
     const recordInSubmit = patched(RECORD_IN_SUBMIT);
-    const checkedHere = input.imageAsIs ? '; the image is checked here and sent as it is' : '';
+    const checkedHere = asIs ? '; its image is checked here' : '';
     const submitted = await act(queues, 'submitTask', SUBMIT, `Submit ${shot.name} take ${shot.take} (paid, at most once${checkedHere})`, {
       runDir,
       submissionKey: submissionKey(shot.episode, shot.shot, shot.take),
