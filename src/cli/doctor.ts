@@ -114,20 +114,26 @@ export function formatResult(r: CheckResult): string {
 }
 
 /**
- * glibc's malloc arenas (Linux only): up to 8 per core by default, each holding on to freed memory, which makes a
- * worker's peak vary by 100 MB or more from run to run. `bin/i2v.js` caps them at 2 when started as a program.
+ * glibc's malloc arenas: up to 8 per core by default, each holding on to freed memory, which makes a worker's peak
+ * vary by 100 MB or more from run to run. `bin/i2v.js` caps them at 2 when started as a program. What doctor sees
+ * is its own process, started the way the worker and `i2v run` usually are; other C libraries (musl, macOS) ignore it.
  */
-export function checkMemorySetting(env: Env, platform: NodeJS.Platform = process.platform): CheckResult[] {
-  if (platform !== 'linux') return [];
+export function checkMemorySetting(env: Env, glibc: boolean = usesGlibc()): CheckResult[] {
+  if (!glibc) return [];
   const arenas = env.MALLOC_ARENA_MAX;
-  if (arenas) return [{ name: CHECK.memory, ok: true, detail: `MALLOC_ARENA_MAX=${arenas}.` }];
+  if (arenas) return [{ name: CHECK.memory, ok: true, detail: `MALLOC_ARENA_MAX=${arenas} in this process's environment.` }];
   return [{
     name: CHECK.memory,
     ok: true,
     warning: true,
-    detail: 'MALLOC_ARENA_MAX is not set, so a worker at 1,000 shots can use 30-130 MB more memory than with it.',
+    detail: 'MALLOC_ARENA_MAX is not set in this process, so a worker started the same way can use 30-130 MB more memory at 1,000 shots.',
     fix: 'Start i2v as `npx i2v` or `./bin/i2v.js` (not `node bin/i2v.js`), which sets it to 2, or set MALLOC_ARENA_MAX=2 yourself.',
   }];
+}
+
+function usesGlibc(): boolean {
+  const header = (process.report?.getReport() as { header?: { glibcVersionRuntime?: string } } | undefined)?.header;
+  return header?.glibcVersionRuntime !== undefined;
 }
 
 // ---------------------------------------------------------------------------------------------------------------
