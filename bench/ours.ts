@@ -73,7 +73,8 @@ function memorySettingsOf(pid: number): Record<string, string> {
  */
 async function startWorker(address: string, baseUrl: string, submitRate: number): Promise<ChildProcess> {
   const child = spawn(BIN, ['worker', '--provider', 'emulator', '--base-url', baseUrl, '--submit-rate', String(submitRate)], {
-    env: { ...process.env, TEMPORAL_ADDRESS: address },
+    // The launcher execs `node` from PATH: this one, as recorded in the results.
+    env: { ...process.env, TEMPORAL_ADDRESS: address, PATH: [path.dirname(process.execPath), process.env.PATH].filter(Boolean).join(path.delimiter) },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   let out = '';
