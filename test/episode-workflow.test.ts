@@ -163,6 +163,12 @@ describe('episodeWorkflow', () => {
     // Both images passed a pre-flight as they are (take 1).
     const input = await episodeInput([{ episode: 1, shot: 1, prompt: '第一版' }, { episode: 1, shot: 2, prompt: '还没开始' }], { maxInFlight: 1, imagesAsIs: { 'Episode-01-001': 1, 'Episode-01-002': 1 } });
     const handle = await run(input);
+    // A take that has not started only gets the new prompt: wait until shot 1's is under way (or already done,
+    // which also makes the request a new take). An update arriving with the episode's first task would find it queued.
+    for (let tries = 0; (await handle.query(episodeProgressQuery)).shots[0]!.phase === 'queued'; tries++) {
+      if (tries > 500) throw new Error('shot 1 did not start');
+      await new Promise((r) => setTimeout(r, 20));
+    }
     const running = await handle.executeUpdate(regenerateUpdate, { args: [{ shot: 1, prompt: '第二版' }] });
     const queued = await handle.executeUpdate(regenerateUpdate, { args: [{ shot: 2, prompt: '改过的提示词' }] });
     expect(running).toMatchObject({ key: 'Episode-01-001', take: 2 });
