@@ -3,6 +3,7 @@
  * paying twice; usage errors exit 2.
  */
 import { execFile, spawn } from 'node:child_process';
+import { mkdir, symlink } from 'node:fs/promises';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -76,5 +77,14 @@ describe('i2v run from the command line', () => {
     expect(await run('run', '/tmp', '--max-in-flight', '0')).toMatchObject({ code: 2, stderr: expect.stringMatching(/positive whole number/) });
     expect(await run('run', '/tmp', '--expected-seconds', '300-90')).toMatchObject({ code: 2, stderr: expect.stringMatching(/earliest-latest seconds, e\.g\. 90-300, or "none"/) });
     expect(await run('validate', '/nonexistent-run-folder')).toMatchObject({ code: 2, stderr: expect.stringMatching(/Error: Run folder \/nonexistent-run-folder does not exist/) });
+  });
+
+  it('runs as a program through a symlink in a folder with spaces, as npm installs it, with node\'s exit code and arguments', async () => {
+    const link = path.join(await scratchDir('i2v bin dir '), 'node modules', '.bin', 'i2v');
+    await mkdir(path.dirname(link), { recursive: true });
+    await symlink(bin, link);
+    const env = { ...process.env, PATH: [path.dirname(process.execPath), process.env.PATH].join(path.delimiter) };
+    const result = await promisify(execFile)(link, ['validate', '/nonexistent run folder'], { env }).then(() => ({ code: 0, stderr: '' }), (err: { code: number; stderr: string }) => err);
+    expect(result).toMatchObject({ code: 2, stderr: expect.stringMatching(/Error: Run folder \/nonexistent run folder does not exist/) });
   });
 });
