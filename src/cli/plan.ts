@@ -58,6 +58,7 @@ export function episodeInput(
 ): EpisodeWorkflowInput {
   const shots: ShotSpec[] = [];
   const done: ShotResult[] = [];
+  const imagesAsIs: Record<string, number> = {};
   for (const planned of episode.shots) {
     const record = records[planned.key];
     const base = { episode: planned.episode, shot: planned.shot, key: planned.key, name: planned.name, imagePath: planned.imagePath, prompt: planned.prompt };
@@ -65,6 +66,7 @@ export function episodeInput(
     const next = nextTake(record, record ? outputsPresent(probe) : false);
     const spec: ShotSpec = { ...base, take: next.take };
     shots.push(spec);
+    if (!next.done && asIs.has(spec.key)) imagesAsIs[spec.key] = spec.take;
     if (next.done && record) {
       done.push({
         key: spec.key, episode: spec.episode, shot: spec.shot, take: spec.take, status: 'SUCCESS', skipped: true,
@@ -72,8 +74,6 @@ export function episodeInput(
       });
     }
   }
-  const doneKeys = new Set(done.map((r) => r.key));
-  const imagesAsIs = Object.fromEntries(shots.filter((s) => asIs.has(s.key) && !doneKeys.has(s.key)).map((s) => [s.key, s.take]));
   return {
     runDir: plan.runDir,
     runId: plan.runId,
