@@ -62,8 +62,12 @@ function memorySettingsOf(pid: number): Record<string, string> {
   } catch {
     return {};
   }
-  const entries = environ.split('\0').map((entry) => [entry.slice(0, entry.indexOf('=')), entry.slice(entry.indexOf('=') + 1)] as const);
-  return Object.fromEntries(entries.filter(([key]) => (MEMORY_SETTINGS as readonly string[]).includes(key)));
+  return pickMemorySettings(Object.fromEntries(environ.split('\0').map((entry) => [entry.slice(0, entry.indexOf('=')), entry.slice(entry.indexOf('=') + 1)])));
+}
+
+/** The MEMORY_SETTINGS an environment sets. */
+export function pickMemorySettings(env: Record<string, string | undefined>): Record<string, string> {
+  return Object.fromEntries(MEMORY_SETTINGS.flatMap((k) => (env[k] ? [[k, env[k]]] : [])));
 }
 
 /**

@@ -10,7 +10,7 @@ import { Command, InvalidArgumentError, Option } from 'commander';
 import { DEFAULT_POLL_SCHEDULE } from '../src/workflows/polling';
 import { NAIVE_POLL_SECONDS, scalePollSchedule, type LatencyModel } from './latency';
 import { round } from './measure';
-import { MEMORY_SETTINGS } from './ours';
+import { pickMemorySettings } from './ours';
 import { measureNaive, measureOurs, type MeasureOptions, type PipelineConfig, type RunMetrics, type ScenarioName } from './pipelines';
 import { modelPollSchedules } from './pollModel';
 import { checkTargets, formatActivities, formatModel, formatRepetitions, formatTable, type DefaultPair } from './report';
@@ -34,7 +34,7 @@ interface BenchOptions extends MeasureOptions {
  * bin/i2v.js's own MALLOC_ARENA_MAX (the Docker image sets the same). Each run records what the worker really had.
  */
 function expectedMemorySettings(): string {
-  const inherited = MEMORY_SETTINGS.filter((k) => process.env[k]).map((k) => `${k}=${process.env[k]}`);
+  const inherited = Object.entries(pickMemorySettings(process.env)).map(([k, v]) => `${k}=${v}`);
   return process.env.MALLOC_ARENA_MAX ? inherited.join(' ') : ['MALLOC_ARENA_MAX=2 (bin/i2v.js sets it)', ...inherited].join(' ');
 }
 
@@ -98,7 +98,7 @@ async function main(argv: string[]): Promise<number> {
     cpus: os.availableParallelism(), memoryGb: round(os.totalmem() / 2 ** 30, 1), node: process.version, platform: `${os.platform()} ${os.release()}`,
     // Other work on the machine slows both pipelines; the 1-, 5- and 15-minute load averages say how busy it was.
     loadAverage: { start: loadAtStart.map((l) => round(l, 2)), end: os.loadavg().map((l) => round(l, 2)) },
-    memoryEnv: Object.fromEntries(MEMORY_SETTINGS.flatMap((k) => (process.env[k] ? [[k, process.env[k]!]] : []))),
+    memoryEnv: pickMemorySettings(process.env),
   };
   await writeFile(file, `${JSON.stringify({ scenario: opts.scenarioLabel, seed: opts.seed, timeFactor: opts.timeFactor, options: opts, machine, runs, repetitions: pairs.length > 1 ? pairs : undefined, targets, pollModel: model?.outcomes }, null, 2)}\n`);
   console.log(`Results: ${path.relative(process.cwd(), file)}`);
