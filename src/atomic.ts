@@ -16,6 +16,22 @@ export async function writeFileAtomic(filePath: string, data: string | Uint8Arra
 }
 
 /**
+ * Replaces `filePath` by rename, without fsync: readers still see the old content or the new, never a torn
+ * file, but a power cut may leave the old content or an empty file. Only for state worth nothing after a
+ * restart (the submission pacer's last second); anything a user or a retry relies on uses writeFileAtomic.
+ */
+export async function replaceFile(filePath: string, data: string): Promise<void> {
+  const tmp = tempPathFor(filePath);
+  try {
+    await fs.writeFile(tmp, data, { flag: 'wx' });
+    await fs.rename(tmp, filePath);
+  } catch (err) {
+    await fs.rm(tmp, { force: true }).catch(() => undefined);
+    throw err;
+  }
+}
+
+/**
  * The same guarantee for a file written by someone else (ffmpeg): `write` is given a temp path beside `filePath`
  * to create, and once it resolves the file is fsynced and renamed over `filePath`. If `write` throws, whatever it
  * left is removed and `filePath` is untouched. Resolves with what `write` resolved with.
@@ -23,9 +39,7 @@ export async function writeFileAtomic(filePath: string, data: string | Uint8Arra
 export async function produceFileAtomic<T>(filePath: string, write: (tmpPath: string) => Promise<T>): Promise<T> {
   const dir = path.dirname(filePath);
   await fs.mkdir(dir, { recursive: true });
-  // Same directory, so the rename stays on one filesystem; a dot name keeps it out of folder scans.
-  // The writer's pid in the name lets a sweep tell an abandoned temp file from one being written (runs/sweep.ts).
-  const tmp = path.join(dir, `.${path.basename(filePath)}.${process.pid}.${randomBytes(6).toString('hex')}.tmp`);
+  const tmp = tempPathFor(filePath);
   let result: T;
   try {
     result = await write(tmp);
@@ -38,6 +52,15 @@ export async function produceFileAtomic<T>(filePath: string, write: (tmpPath: st
   }
   await syncDir(dir);
   return result;
+}
+
+/**
+ * A temp name beside `filePath`: the same directory, so the rename stays on one filesystem; a dot name keeps it
+ * out of folder scans; the writer's pid lets a sweep tell an abandoned temp file from one being written
+ * (runs/sweep.ts).
+ */
+function tempPathFor(filePath: string): string {
+  return path.join(path.dirname(filePath), `.${path.basename(filePath)}.${process.pid}.${randomBytes(6).toString('hex')}.tmp`);
 }
 
 /**

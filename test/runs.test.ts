@@ -5,7 +5,7 @@ import * as path from 'node:path';
 import ts from 'typescript';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { InputError } from '../src/errors';
-import { produceFileAtomic, readJsonIfExists, writeFileAtomic } from '../src/atomic';
+import { produceFileAtomic, readJsonIfExists, replaceFile, writeFileAtomic } from '../src/atomic';
 import { sweepLeftovers } from '../src/runs/sweep';
 import { awaitSubmitSlot, SLOT_HOLD_MS } from '../src/runs/pacer';
 import {
@@ -432,6 +432,17 @@ describe('atomic writes', () => {
     expect(await fs.readdir(dir)).toEqual(['thumb.png']);
   });
 
+  it('replaceFile (no fsync): concurrent writers leave one whole version and no temp files; a failed one leaves the old', async () => {
+    const dir = await freshDir();
+    const file = path.join(dir, 'pacer.json');
+    const versions = Array.from({ length: 20 }, (_, i) => `${i}:`.padEnd(100_000, String(i % 10)));
+    await Promise.all(versions.map((v) => replaceFile(file, v)));
+    expect(versions).toContain(await fs.readFile(file, 'utf8'));
+    expect(await fs.readdir(dir)).toEqual(['pacer.json']);
+    await expect(replaceFile(path.join(dir, 'missing', 'x.json'), 'x')).rejects.toThrow(/ENOENT/);
+    expect(await fs.readdir(dir)).toEqual(['pacer.json']);
+  });
+
   it('readJsonIfExists: undefined when missing, InputError naming a corrupt file', async () => {
     const dir = await freshDir();
     expect(await readJsonIfExists(path.join(dir, 'missing.json'))).toBeUndefined();
@@ -809,5 +820,17 @@ describe('awaitSubmitSlot', () => {
     await Promise.all(Array.from({ length: 5 }, async () => started.push(await awaitSubmitSlot(run, 2))));
     started.sort((a, b) => a - b);
     for (let i = 2; i < started.length; i++) expect(started[i]! - started[i - 2]!).toBeGreaterThanOrEqual(1000 + SLOT_HOLD_MS);
+  });
+
+  it('is not stopped by a record a power cut left empty or unreadable (it is written without fsync)', async () => {
+    const run = await freshDir();
+    const file = path.join(journalDir(run), 'submit-pacer.json');
+    await fs.mkdir(path.dirname(file), { recursive: true });
+    for (const leftover of ['', '[17000', '{"not":"a list"}']) {
+      await fs.writeFile(file, leftover);
+      const at = await awaitSubmitSlot(run, 1, () => 1_000_000);
+      expect(at).toBe(1_000_000);
+      expect(JSON.parse(await fs.readFile(file, 'utf8'))).toEqual([1_000_000]);
+    }
   });
 });

@@ -6,11 +6,16 @@
  * The provider counts requests when they arrive, a moment after the slot is taken. A slot is therefore good for
  * SLOT_HOLD_MS only (the caller takes a fresh one if its POST could not go out by then), and slots are spaced over
  * a window that much longer than a second, so no calendar second at the provider sees more than the rate.
+ *
+ * The slots taken are kept in a file under the run folder's lock. Everyone in this process who asks while a turn
+ * is under way is served by the next turn together, one lock and one write for all of them: an episode starts
+ * its shots all at once, and one turn per submission made them queue behind each other's file work.
  */
-import { readJsonIfExists, writeFileAtomic } from '../atomic';
+import { promises as fs } from 'node:fs';
+import path from 'node:path';
+import { replaceFile } from '../atomic';
 import { withFileLock } from './lock';
 import { journalDir } from './paths';
-import path from 'node:path';
 
 /** How long after its slot a submission may still be sent. */
 export const SLOT_HOLD_MS = 200;
@@ -20,16 +25,85 @@ const WINDOW_MS = 1000 + SLOT_HOLD_MS;
 export async function awaitSubmitSlot(runDir: string, perSecond: number, now: () => number = Date.now): Promise<number> {
   const file = path.join(journalDir(runDir), 'submit-pacer.json');
   for (;;) {
-    const slot = await withFileLock(file, async () => {
-      const t = now();
-      const recent = ((await readJsonIfExists<number[]>(file)) ?? []).filter((at) => t - at < WINDOW_MS);
-      if (recent.length < perSecond) {
-        await writeFileAtomic(file, JSON.stringify([...recent, t]));
-        return { at: t, waitMs: 0 };
-      }
-      return { at: t, waitMs: Math.min(...recent) + WINDOW_MS - t + 1 };
-    });
+    const slot = await nextTurn(file, perSecond, now);
     if (slot.waitMs <= 0) return slot.at;
     await new Promise((r) => setTimeout(r, slot.waitMs));
+  }
+}
+
+interface Slot {
+  at: number;
+  /** 0: the slot is taken. Otherwise how long to wait before asking again. */
+  waitMs: number;
+}
+
+interface Ask {
+  perSecond: number;
+  now: () => number;
+  resolve: (slot: Slot) => void;
+  reject: (err: unknown) => void;
+}
+
+/** Per pacer file: who is waiting for the next turn (the turn under way took everyone before them). */
+const nextAsks = new Map<string, Ask[]>();
+
+function nextTurn(file: string, perSecond: number, now: () => number): Promise<Slot> {
+  return new Promise((resolve, reject) => {
+    const ask = { perSecond, now, resolve, reject };
+    const waiting = nextAsks.get(file);
+    if (waiting) {
+      waiting.push(ask);
+      return;
+    }
+    const asks = [ask];
+    nextAsks.set(file, asks);
+    void takeTurn(file, asks);
+  });
+}
+
+/** One turn under the lock: slots for as many of `asks`, in order, as the window has room for. */
+async function takeTurn(file: string, asks: Ask[]): Promise<void> {
+  let slots: Slot[];
+  try {
+    slots = await withFileLock(file, async () => {
+      // From here on, new asks wait for the next turn (which waits for this one's lock).
+      nextAsks.delete(file);
+      const t = asks[0]!.now();
+      const taken = (await readSlots(file)).filter((at) => t - at < WINDOW_MS);
+      const granted = asks.map((ask): Slot => {
+        if (taken.length < ask.perSecond) {
+          taken.push(t);
+          return { at: t, waitMs: 0 };
+        }
+        return { at: t, waitMs: Math.min(...taken) + WINDOW_MS - t + 1 };
+      });
+      if (granted.some((s) => s.waitMs === 0)) await replaceFile(file, JSON.stringify(taken));
+      return granted;
+    });
+  } catch (err) {
+    if (nextAsks.get(file) === asks) nextAsks.delete(file);
+    for (const ask of asks) ask.reject(err);
+    return;
+  }
+  asks.forEach((ask, i) => ask.resolve(slots[i]!));
+}
+
+/**
+ * The slots taken so far. The file is replaced without fsync (it only matters for the next second), so after a
+ * power cut it may be empty or unreadable: then no slot is known taken, which is true by the time anyone asks.
+ */
+async function readSlots(file: string): Promise<number[]> {
+  let text: string;
+  try {
+    text = await fs.readFile(file, 'utf8');
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return [];
+    throw err;
+  }
+  try {
+    const slots: unknown = JSON.parse(text);
+    return Array.isArray(slots) ? slots.filter((at): at is number => typeof at === 'number') : [];
+  } catch {
+    return [];
   }
 }
