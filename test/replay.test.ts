@@ -24,6 +24,9 @@ describe('replay of recorded histories', () => {
       'shot-image-as-is.binpb',
       // Recorded before the patches 'phase-signal-alongside', 'record-in-submit' and 'endgame-poll-hints': workflows started then still replay.
       'episode-success.v1.binpb', 'episode-continue-as-new.v1.binpb', 'shot-deadline.v1.binpb', 'shot-success.v1.binpb',
+      // Shots recorded with a marker per patch, before 'shot-patches-1' stood for all of them.
+      'shot-success.v2.binpb', 'shot-deadline.v2.binpb', 'shot-failed.v2.binpb', 'shot-poll-hint.v2.binpb', 'shot-search-attributes.v2.binpb',
+      'shot-image-as-is.v2.binpb',
     ]));
   });
 
@@ -34,7 +37,7 @@ describe('replay of recorded histories', () => {
 
   it('replays a shot that asked for its image to be sent as it is, but ran on a worker that prepared it first', async () => {
     // A worker older than `imageAsIs` ignores it: its history prepares the image, which a newer worker must replay.
-    const history = await loadHistory('shot-success.binpb');
+    const history = await loadHistory('shot-success.v2.binpb');
     const payload = history.events![0]!.workflowExecutionStartedEventAttributes!.input!.payloads![0]!;
     payload.data = Buffer.from(JSON.stringify({ ...JSON.parse(Buffer.from(payload.data!).toString()), imageAsIs: true }));
     await expect(Worker.runReplayHistory({ workflowBundle: await workflowBundle() }, history, 'shot-success-asked-as-is')).resolves.toBeUndefined();

@@ -16,7 +16,7 @@ import { scanRun } from '../src/runs/scan';
 import { submissionKey } from '../src/workflows/ids';
 import { DEFAULT_POLL_SCHEDULE, pollDelaySeconds } from '../src/workflows/polling';
 import type { ShotWorkflowInput } from '../src/workflows/types';
-import { activitiesScheduled, maybeRecordHistory } from './helpers/histories';
+import { activitiesScheduled, maybeRecordHistory, patchMarkers, searchAttributeUpserts } from './helpers/histories';
 import { makeRunFolder } from './helpers/runFolder';
 import { useTimeSkippingPipeline } from './helpers/temporal';
 
@@ -106,6 +106,10 @@ describe('shotWorkflow', () => {
     expect(result.status).toBe('SUCCESS');
     const record = (await readTaskRecord(input.runDir))[input.shot.key];
     expect(record).toMatchObject({ status: 'SUCCESS', task_id: result.taskId, video_path: '08_generated_videos/Episode-01/Episode-01-Shot-001.mp4' });
+    // One patch marker for all its changes, so one write of TemporalChangeVersion to the visibility store.
+    const history = await handle.fetchHistory();
+    expect(patchMarkers(history)).toEqual(['shot-patches-1']);
+    expect(searchAttributeUpserts(history, 'TemporalChangeVersion')).toBe(1);
     await maybeRecordHistory('shot-success', handle);
   });
 

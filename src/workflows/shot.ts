@@ -62,6 +62,13 @@ const RECORD: ActivityOptions = {
 
 const activities = proxyActivities<Activities>(PREP);
 
+/**
+ * Patch: every patch below at once, in one marker. A new take records only this one: each patch marker also
+ * updates the `TemporalChangeVersion` search attribute, a write to the visibility store, and three such writes
+ * per shot were much of what an embedded server spent starting an episode's shots. A history recorded without
+ * it (older code) replays the separate patches, as recorded. Patches added later go after this one, as before.
+ */
+const SHOT_PATCHES_1 = 'shot-patches-1';
 /** Patch: phase signals to the episode are sent alongside the next step instead of awaited before it. */
 const PHASE_SIGNAL_ALONGSIDE = 'phase-signal-alongside';
 /** Patch: submitTask records the new task in tasks.json itself. */
@@ -118,6 +125,9 @@ export async function shotWorkflow(input: ShotWorkflowInput): Promise<ShotResult
   let polls = 0;
   let providerEnd: ProviderEnd;
   const hint: HintState = { arrived: false };
+  // Decided in the first workflow task, so a history without its marker is one recorded by older code.
+  const patchedAll = patched(SHOT_PATCHES_1);
+  const has = (patch: string): boolean => patchedAll || patched(patch);
   setHandler(shotProgressQuery, () => progress);
   setHandler(pollHintSignal, ({ everySeconds }) => {
     hint.everySeconds = everySeconds;
@@ -135,7 +145,7 @@ export async function shotWorkflow(input: ShotWorkflowInput): Promise<ShotResult
       const signalled = notifyParent({ key: shot.key, take: shot.take, phase, taskId: progress.taskId });
       // Waiting for the signal to be delivered cost a workflow task before the next step (the download, right
       // after the task is seen finished); newer runs send it alongside. Older histories replay the wait.
-      if (!patched(PHASE_SIGNAL_ALONGSIDE)) await signalled;
+      if (!has(PHASE_SIGNAL_ALONGSIDE)) await signalled;
     }
   };
 
@@ -148,13 +158,13 @@ export async function shotWorkflow(input: ShotWorkflowInput): Promise<ShotResult
   const base = { key: shot.key, episode: shot.episode, shot: shot.shot, take: shot.take };
   try {
     // An image the pre-flight found acceptable as it is goes straight to the submission, which checks it there.
-    const asIs = input.imageAsIs === true && patched(IMAGE_AS_IS);
+    const asIs = input.imageAsIs === true && has(IMAGE_AS_IS);
     const image = asIs ? { source: { imagePath: shot.imagePath, upscaleSmall: input.upscaleSmall } } : await prepared();
 
     await enter('submitting');
     // Newer runs have the submission record the task in tasks.json itself: one activity and workflow task less
     // per shot while an episode is submitting. Older histories replay their separate step.
-    const recordInSubmit = patched(RECORD_IN_SUBMIT);
+    const recordInSubmit = has(RECORD_IN_SUBMIT);
     const checkedHere = asIs ? '; its image is checked here' : '';
     const submitted = await act(queues, 'submitTask', SUBMIT, `Submit ${shot.name} take ${shot.take} (paid, at most once${checkedHere})`, {
       runDir,

@@ -25,3 +25,17 @@ export function activitiesScheduled(history: temporal.api.history.v1.IHistory): 
     return name ? [name] : [];
   });
 }
+
+/** The ids of the patch markers a workflow recorded (`patched()`), in order. */
+export function patchMarkers(history: temporal.api.history.v1.IHistory): string[] {
+  return (history.events ?? []).flatMap((e) => {
+    const marker = e.markerRecordedEventAttributes;
+    const data = marker?.markerName === 'core_patch' ? marker.details?.['patch-data']?.payloads?.[0]?.data : undefined;
+    return data ? [(JSON.parse(Buffer.from(data).toString()) as { id: string }).id] : [];
+  });
+}
+
+/** How many times a workflow set a search attribute (each is a write to the server's visibility store). */
+export function searchAttributeUpserts(history: temporal.api.history.v1.IHistory, key: string): number {
+  return (history.events ?? []).filter((e) => e.upsertWorkflowSearchAttributesEventAttributes?.searchAttributes?.indexedFields?.[key]).length;
+}
