@@ -99,8 +99,10 @@ export async function createWorker(opts: WorkerOptions): Promise<WorkerGroup> {
     // The server's limiter (a token bucket) lets a second's worth of tokens burst on top of its rate, so it is
     // given half the limit: the provider then never sees more than the limit in any one second.
     const limit = opts.submitsPerSecond ?? DEFAULTS.submitsPerSecond;
-    // Each submission streams its image (a 192 KiB chunk at a time) and mostly waits on the provider.
-    workers.push(await activityWorker(queues.submit, { maxConcurrentActivityTaskExecutions: 8, maxTaskQueueActivitiesPerSecond: limit / 2 }));
+    // Each submission streams its image (a 192 KiB chunk at a time) and mostly waits on the provider and the
+    // journal's fsyncs; its image check takes one of the CPU slots. 16 at once let an episode's first submissions
+    // go out together when its shots start (with 8, the first shots' later half waited for a slot: npm run bench).
+    workers.push(await activityWorker(queues.submit, { maxConcurrentActivityTaskExecutions: 16, maxTaskQueueActivitiesPerSecond: limit / 2 }));
   }
   if (roles.includes('provider')) workers.push(await activityWorker(queues.provider, { maxConcurrentActivityTaskExecutions: 32 }));
   // The CPU-heavy part of media work is held to one job per core (cpuSlots.ts); around it, each activity mostly
