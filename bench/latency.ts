@@ -46,6 +46,7 @@ export function scalePollSchedule(schedule: PollSchedule, timeFactor: number): P
     factor: schedule.factor,
     maxSeconds: s(schedule.maxSeconds),
     ...(schedule.denseSeconds !== undefined ? { denseSeconds: s(schedule.denseSeconds) } : {}),
+    ...(schedule.endgameSeconds !== undefined ? { endgameSeconds: s(schedule.endgameSeconds) } : {}),
   };
 }
 

@@ -150,12 +150,13 @@ describe('episodeWorkflow', () => {
     const waits = (from: number, to: number) => events.slice(from, to).flatMap((e) => (e.timerStartedEventAttributes ? [seconds(e.timerStartedEventAttributes.startToFireTimeout)] : []));
     const before = waits(0, hintAt).slice(1); // without the 2 h deadline timer
     const after = waits(hintAt, events.length);
-    const { initialSeconds, maxSeconds } = DEFAULT_POLL_SCHEDULE;
-    // Before the hint, the usual backoff; after it, a check every 5 s for 4 × the 60 s cap, then the backoff again.
+    const { initialSeconds, maxSeconds, endgameSeconds } = DEFAULT_POLL_SCHEDULE;
+    // Before the hint, the usual backoff; after it, a check every 2 s for 4 × the 60 s cap, then the backoff again.
     expect(before[0]).toBe(initialSeconds);
-    const hinted = after.filter((w) => w <= initialSeconds).length;
-    expect(hinted).toBeGreaterThanOrEqual((4 * maxSeconds) / initialSeconds - 2);
-    expect(hinted).toBeLessThanOrEqual((4 * maxSeconds) / initialSeconds + 2);
+    expect(endgameSeconds).toBe(2);
+    const hinted = after.filter((w) => w <= endgameSeconds!).length;
+    expect(hinted).toBeGreaterThanOrEqual((4 * maxSeconds) / endgameSeconds! - 2);
+    expect(hinted).toBeLessThanOrEqual((4 * maxSeconds) / endgameSeconds! + 2);
     expect(after.at(-1)).toBe(maxSeconds);
   });
 

@@ -37,7 +37,7 @@ interface ShotState {
 
 /**
  * When nothing is queued and at most this many takes are still running, the whole episode waits on them: each
- * is told to check every `poll.initialSeconds` from then on, so the episode ends as soon as they do. A few
+ * is told to check every `poll.endgameSeconds` from then on, so the episode ends as soon as they do. A few
  * shots checking more often for a while cost little next to what the episode as a whole spends.
  */
 const ENDGAME_SHOTS = 3;
@@ -133,7 +133,7 @@ export async function episodeWorkflow(input: EpisodeWorkflowInput): Promise<Epis
     }
   };
 
-  void hintLastShots(shots, queue, input.poll.initialSeconds);
+  void hintLastShots(shots, queue, input.poll.endgameSeconds ?? input.poll.initialSeconds);
 
   for (;;) {
     await condition(() => (queue.length > 0 && inFlight < input.maxInFlight) || inFlight === 0);

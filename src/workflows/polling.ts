@@ -14,8 +14,11 @@ import type { GenerationEstimate, PollSchedule } from './types';
  * polling every 10 s, because none are spent before the window opens. The check itself adds about half a second
  * (a timer, a workflow task, an activity, the request), which 9 s left no margin for at p95 against polling every
  * 10 s (bench/README.md).
+ *
+ * `endgameSeconds` 2: once an episode waits on its last few takes only, each second until one of them is seen
+ * finished is a second more for the whole episode, and checking a few tasks every 2 s costs little.
  */
-export const DEFAULT_POLL_SCHEDULE: PollSchedule = { initialSeconds: 5, factor: 1.5, maxSeconds: 60, denseSeconds: 8 };
+export const DEFAULT_POLL_SCHEDULE: PollSchedule = { initialSeconds: 5, factor: 1.5, maxSeconds: 60, denseSeconds: 8, endgameSeconds: 2 };
 
 /** Seconds to wait before status check number `pollIndex` (0-based): initial × factor^i, capped. */
 export function pollDelaySeconds(pollIndex: number, schedule: PollSchedule): number {

@@ -14,6 +14,8 @@ export interface PollSchedule {
   factor: number;
   maxSeconds: number;
   denseSeconds?: number;
+  /** The interval of an episode's last few running takes, which the whole episode waits on (absent: `initialSeconds`). */
+  endgameSeconds?: number;
 }
 
 /** Task queues per kind of activity (see src/worker.ts). Absent: everything runs on the workflow's queue. */
