@@ -25,6 +25,56 @@ const DEFAULT_TIMEOUT_MS = 120_000;
 
 const queues = new Map<string, Promise<void>>();
 
+interface BatchItem {
+  item: unknown;
+  resolve: (value: unknown) => void;
+  reject: (err: unknown) => void;
+}
+
+/** Per target: the items waiting for the next batch (the batch under way closed when it took the lock). */
+const nextBatches = new Map<string, BatchItem[]>();
+
+/**
+ * Runs `work` under the lock on `target` for `item` together with every other item given for the same target
+ * while an earlier batch waited for the lock or held it: one lock and one read-modify-write for all of them, where
+ * callers arriving at once (an episode starting its shots) would otherwise queue behind each other's file work.
+ * `work` settles each item in the order given; an error it throws rejects every item of the batch.
+ */
+export function inLockedBatch<I, R>(target: string, item: I, work: (items: I[]) => Promise<Array<PromiseSettledResult<R>>>): Promise<R> {
+  const key = path.resolve(target);
+  return new Promise<R>((resolve, reject) => {
+    const entry: BatchItem = { item, resolve: resolve as (value: unknown) => void, reject };
+    const waiting = nextBatches.get(key);
+    if (waiting) {
+      waiting.push(entry);
+      return;
+    }
+    const batch = [entry];
+    nextBatches.set(key, batch);
+    void runBatch(key, batch, work as (items: unknown[]) => Promise<Array<PromiseSettledResult<unknown>>>);
+  });
+}
+
+async function runBatch(key: string, batch: BatchItem[], work: (items: unknown[]) => Promise<Array<PromiseSettledResult<unknown>>>): Promise<void> {
+  let results: Array<PromiseSettledResult<unknown>>;
+  try {
+    results = await withFileLock(key, () => {
+      // From here on, new items start the next batch (which waits for this one's lock).
+      nextBatches.delete(key);
+      return work(batch.map((b) => b.item));
+    });
+  } catch (err) {
+    if (nextBatches.get(key) === batch) nextBatches.delete(key);
+    for (const b of batch) b.reject(err);
+    return;
+  }
+  batch.forEach((b, i) => {
+    const result = results[i]!;
+    if (result.status === 'fulfilled') b.resolve(result.value);
+    else b.reject(result.reason);
+  });
+}
+
 /** Runs `fn` while holding the lock on `target` (the file being protected; it need not exist). */
 export async function withFileLock<T>(target: string, fn: () => Promise<T>, opts: LockOptions = {}): Promise<T> {
   const key = path.resolve(target);

@@ -14,7 +14,7 @@
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import { replaceFile } from '../atomic';
-import { withFileLock } from './lock';
+import { inLockedBatch } from './lock';
 import { journalDir } from './paths';
 
 /** How long after its slot a submission may still be sent. */
@@ -37,55 +37,21 @@ interface Slot {
   waitMs: number;
 }
 
-interface Ask {
-  perSecond: number;
-  now: () => number;
-  resolve: (slot: Slot) => void;
-  reject: (err: unknown) => void;
-}
-
-/** Per pacer file: who is waiting for the next turn (the turn under way took everyone before them). */
-const nextAsks = new Map<string, Ask[]>();
-
+/** A slot, or how long to wait: decided in one turn under the lock with everyone else asking at the same time. */
 function nextTurn(file: string, perSecond: number, now: () => number): Promise<Slot> {
-  return new Promise((resolve, reject) => {
-    const ask = { perSecond, now, resolve, reject };
-    const waiting = nextAsks.get(file);
-    if (waiting) {
-      waiting.push(ask);
-      return;
-    }
-    const asks = [ask];
-    nextAsks.set(file, asks);
-    void takeTurn(file, asks);
-  });
-}
-
-/** One turn under the lock: slots for as many of `asks`, in order, as the window has room for. */
-async function takeTurn(file: string, asks: Ask[]): Promise<void> {
-  let slots: Slot[];
-  try {
-    slots = await withFileLock(file, async () => {
-      // From here on, new asks wait for the next turn (which waits for this one's lock).
-      nextAsks.delete(file);
-      const t = asks[0]!.now();
-      const taken = (await readSlots(file)).filter((at) => t - at < WINDOW_MS);
-      const granted = asks.map((ask): Slot => {
-        if (taken.length < ask.perSecond) {
-          taken.push(t);
-          return { at: t, waitMs: 0 };
-        }
-        return { at: t, waitMs: Math.min(...taken) + WINDOW_MS - t + 1 };
-      });
-      if (granted.some((s) => s.waitMs === 0)) await replaceFile(file, JSON.stringify(taken));
-      return granted;
+  return inLockedBatch(file, { perSecond, now }, async (asks) => {
+    const t = asks[0]!.now();
+    const taken = (await readSlots(file)).filter((at) => t - at < WINDOW_MS);
+    const granted = asks.map((ask): Slot => {
+      if (taken.length < ask.perSecond) {
+        taken.push(t);
+        return { at: t, waitMs: 0 };
+      }
+      return { at: t, waitMs: Math.min(...taken) + WINDOW_MS - t + 1 };
     });
-  } catch (err) {
-    if (nextAsks.get(file) === asks) nextAsks.delete(file);
-    for (const ask of asks) ask.reject(err);
-    return;
-  }
-  asks.forEach((ask, i) => ask.resolve(slots[i]!));
+    if (granted.some((slot) => slot.waitMs === 0)) await replaceFile(file, JSON.stringify(taken));
+    return granted.map((value) => ({ status: 'fulfilled', value }));
+  });
 }
 
 /**

@@ -8,7 +8,7 @@ import { promises as fs } from 'node:fs';
 import * as path from 'node:path';
 import { InputError } from '../errors';
 import { readJsonIfExists, writeFileAtomic } from '../atomic';
-import { withFileLock } from './lock';
+import { inLockedBatch, withFileLock } from './lock';
 import { relativeToRun, tasksJsonPath } from './paths';
 
 export type TaskRecordStatus = 'PENDING' | 'SUBMITTED' | 'RUNNING' | 'DOWNLOADING' | 'SUCCESS' | 'FAILED';
@@ -112,16 +112,24 @@ export async function readTaskRecord(runDir: string): Promise<TaskRecord> {
  */
 export function updateTaskRecord(runDir: string, key: string, patch: TaskRecordPatch, now = new Date()): Promise<TaskRecordEntry> {
   const file = tasksJsonPath(runDir);
-  return new Promise((resolve, reject) => {
-    const update: PendingUpdate = { key, patch, now, resolve, reject };
-    const waiting = pendingWrites.get(file);
-    if (waiting) {
-      waiting.push(update);
-      return;
+  return inLockedBatch(file, { key, patch, now }, async (batch) => {
+    const realRunDir = await fs.realpath(runDir).catch(() => path.resolve(runDir));
+    const record = await loadRecordForUpdate(file);
+    const results = batch.map((update): PromiseSettledResult<TaskRecordEntry> => {
+      try {
+        return { status: 'fulfilled', value: applyUpdate(record, update, realRunDir, runDir) };
+      } catch (reason) {
+        return { status: 'rejected', reason };
+      }
+    });
+    if (!results.some((r) => r.status === 'fulfilled')) return results;
+    try {
+      await saveRecord(file, record);
+    } catch (reason) {
+      // Nothing of the batch is on disk (an update rejected on its own keeps its own error).
+      return results.map((r) => (r.status === 'fulfilled' ? { status: 'rejected', reason } : r));
     }
-    const batch = [update];
-    pendingWrites.set(file, batch);
-    void writeBatch(runDir, file, batch);
+    return results;
   });
 }
 
@@ -129,37 +137,6 @@ interface PendingUpdate {
   key: string;
   patch: TaskRecordPatch;
   now: Date;
-  resolve: (entry: TaskRecordEntry) => void;
-  reject: (err: unknown) => void;
-}
-
-/** Per tasks.json: the updates waiting for the next write. */
-const pendingWrites = new Map<string, PendingUpdate[]>();
-
-async function writeBatch(runDir: string, file: string, batch: PendingUpdate[]): Promise<void> {
-  const applied: Array<{ update: PendingUpdate; entry: TaskRecordEntry }> = [];
-  try {
-    const realRunDir = await fs.realpath(runDir).catch(() => path.resolve(runDir));
-    await withFileLock(file, async () => {
-      // From here on, new updates start the next batch (which waits for this write).
-      pendingWrites.delete(file);
-      const record = await loadRecordForUpdate(file);
-      for (const update of batch) {
-        try {
-          applied.push({ update, entry: applyUpdate(record, update, realRunDir, runDir) });
-        } catch (err) {
-          update.reject(err);
-        }
-      }
-      if (applied.length > 0) await saveRecord(file, record);
-    });
-  } catch (err) {
-    // Nothing of this batch is on disk (an update already rejected on its own stays rejected).
-    if (pendingWrites.get(file) === batch) pendingWrites.delete(file);
-    for (const update of batch) update.reject(err);
-    return;
-  }
-  for (const { update, entry } of applied) update.resolve(entry);
 }
 
 function applyUpdate(record: TaskRecord, { key, patch, now }: PendingUpdate, realRunDir: string, runDir: string): TaskRecordEntry {
