@@ -135,14 +135,22 @@ describe('episodeWorkflow', () => {
     for (const wait of firstWaits.slice(3)) expect(wait).toBeLessThanOrEqual(dense + 3);
   });
 
-  it('tells its last running shots to check more often, for a bounded time', async () => {
-    const input = await episodeInput([{ episode: 1, shot: 1, prompt: '很快' }, { episode: 1, shot: 2, prompt: '卡住 [emulator:stuck]' }], { deadlineSeconds: 1200 });
+  it.each([
+    { name: 'without an expected window', over: {} },
+    // The hint comes 8 s in, just before the window closes at 10 s: it still holds for 4 × the cap from then.
+    { name: 'with an expected window that closes right after the hint', over: { expectedGeneration: { earliestSeconds: 0, typicalSeconds: 5, latestSeconds: 10 } } },
+  ])('tells its last running shots to check more often, for a bounded time ($name)', async ({ over }) => {
+    const input = await episodeInput([{ episode: 1, shot: 1, prompt: '很快' }, { episode: 1, shot: 2, prompt: '卡住 [emulator:stuck]' }], { deadlineSeconds: 1200, ...over });
     const handle = await run(input);
     const result = await handle.result();
     expect(result.shots.map((s) => s.status)).toEqual(['SUCCESS', 'FAILED']);
     const shot = pipeline.env.client.workflow.getHandle(shotWorkflowId(input.runId, 1, 2, 1));
-    await maybeRecordHistory('episode-poll-hints', pipeline.env.client.workflow.getHandle(handle.workflowId));
-    await maybeRecordHistory('shot-poll-hint', shot);
+    if (!input.expectedGeneration) {
+      await maybeRecordHistory('episode-poll-hints', pipeline.env.client.workflow.getHandle(handle.workflowId));
+      await maybeRecordHistory('shot-poll-hint', shot);
+    } else {
+      await maybeRecordHistory('shot-poll-hint-window', shot);
+    }
     const events = (await shot.fetchHistory()).events ?? [];
     const hintAt = events.findIndex((e) => e.workflowExecutionSignaledEventAttributes?.signalName === 'pollHint');
     expect(hintAt).toBeGreaterThan(0); // once shot 1 was done, shot 2 was all the episode waited for
@@ -151,13 +159,31 @@ describe('episodeWorkflow', () => {
     const before = waits(0, hintAt).slice(1); // without the 2 h deadline timer
     const after = waits(hintAt, events.length);
     const { initialSeconds, maxSeconds, endgameSeconds } = DEFAULT_POLL_SCHEDULE;
-    // Before the hint, the usual backoff; after it, a check every 2 s for 4 × the 60 s cap, then the backoff again.
-    expect(before[0]).toBe(initialSeconds);
+    // Before the hint, the usual schedule; after it, a check every 2 s for 4 × the 60 s cap, then the backoff again.
+    expect(before[0]).toBe(input.expectedGeneration ? DEFAULT_POLL_SCHEDULE.denseSeconds : initialSeconds);
     expect(endgameSeconds).toBe(2);
     const hinted = after.filter((w) => w <= endgameSeconds!).length;
     expect(hinted).toBeGreaterThanOrEqual((4 * maxSeconds) / endgameSeconds! - 2);
     expect(hinted).toBeLessThanOrEqual((4 * maxSeconds) / endgameSeconds! + 2);
     expect(after.at(-1)).toBe(maxSeconds);
+  });
+
+  it('tells up to eight running shots to check more often once nothing is queued', async () => {
+    // Four takes that never finish, all started at once: the episode waits on them alone from the start.
+    const shots = Array.from({ length: 4 }, (_, i) => ({ episode: 1, shot: i + 1, prompt: `卡住 ${i + 1} [emulator:stuck]` }));
+    const input = await episodeInput(shots, { maxInFlight: 4, deadlineSeconds: 60 });
+    const handle = await run(input);
+    const result = await handle.result();
+    expect(result.shots.map((s) => s.errorCode)).toEqual(['DeadlineExceeded', 'DeadlineExceeded', 'DeadlineExceeded', 'DeadlineExceeded']);
+    await maybeRecordHistory('episode-endgame-eight', pipeline.env.client.workflow.getHandle(handle.workflowId));
+    const { endgameSeconds } = DEFAULT_POLL_SCHEDULE;
+    for (const s of shots) {
+      const events = (await pipeline.env.client.workflow.getHandle(shotWorkflowId(input.runId, 1, s.shot, 1)).fetchHistory()).events ?? [];
+      expect(events.filter((e) => e.workflowExecutionSignaledEventAttributes?.signalName === 'pollHint')).toHaveLength(1);
+      // Checked every 2 s up to the 60 s deadline, not on the backoff (5, 7.5, 11.25 … s).
+      const waits = events.flatMap((e) => (e.timerStartedEventAttributes ? [Number(String(e.timerStartedEventAttributes.startToFireTimeout?.seconds ?? 0))] : []));
+      expect(waits.filter((w) => w === endgameSeconds).length).toBeGreaterThanOrEqual(60 / endgameSeconds! - 6);
+    }
   });
 
   it('takes regenerate requests while it runs: a new take for a running shot, a new prompt for a queued one', async () => {

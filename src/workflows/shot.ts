@@ -221,8 +221,17 @@ interface HintState {
   untilSeconds?: number;
 }
 
-/** Without an expected window, a hint holds this many backoff caps' worth of time, so a stuck task is not checked often for hours. */
-const HINT_SPAN_WITHOUT_ESTIMATE = 4;
+/**
+ * A hint holds for this many backoff caps' worth of time from when it arrives (and, with an expected window, at
+ * least until the window closes), so a stuck task is not checked often for hours.
+ */
+const HINT_SPAN_CAPS = 4;
+/**
+ * Patch: with an expected window, a hint also holds past the window's end, for HINT_SPAN_CAPS from its arrival.
+ * Without it, a hint that came just before the window closed lapsed at once, while the episode waited on that
+ * very take: the longest task of a run is the likeliest to finish near the end of the window.
+ */
+const HINT_PAST_WINDOW = 'hint-past-window';
 
 /**
  * Checks the task on a capped backoff until it ends. The deadline is a durable timer of its own, so it holds
@@ -244,9 +253,11 @@ async function pollUntilDone(taskId: string, remainingMs: number, input: ShotWor
   let waited = input.deadlineSeconds - remainingMs / 1000;
   for (let i = 0; ; i++) {
     const planned = nextPollDelaySeconds(i, waited, input.poll, input.estimate);
-    // A hint holds across the expected window; a task past it is a straggler and backs off as before.
+    // A hint holds for a bounded time, and across the expected window; after that the take backs off as before.
     if (hint.everySeconds !== undefined && hint.untilSeconds === undefined) {
-      hint.untilSeconds = input.estimate ? input.estimate.latestSeconds : waited + HINT_SPAN_WITHOUT_ESTIMATE * input.poll.maxSeconds;
+      const span = waited + HINT_SPAN_CAPS * input.poll.maxSeconds;
+      const windowEnd = input.estimate?.latestSeconds;
+      hint.untilSeconds = windowEnd === undefined ? span : patched(HINT_PAST_WINDOW) ? Math.max(windowEnd, span) : windowEnd;
     }
     const hinted = hint.everySeconds !== undefined && waited < hint.untilSeconds!;
     const delay = hinted ? Math.min(planned, hint.everySeconds!) : planned;
