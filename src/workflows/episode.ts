@@ -143,8 +143,11 @@ export async function episodeWorkflow(input: EpisodeWorkflowInput): Promise<Epis
 
   void hintLastShots(shots, queue, input.poll.endgameSeconds ?? input.poll.initialSeconds);
 
+  const canGoOn = (): boolean => (queue.length > 0 && inFlight < input.maxInFlight) || inFlight === 0;
   for (;;) {
-    await condition(() => (queue.length > 0 && inFlight < input.maxInFlight) || inFlight === 0);
+    // Only when there is something to wait for: the SDK records a stack trace for every promise a workflow makes,
+    // and a condition makes three, which for an episode starting its shots was three per shot in one workflow task.
+    if (!canGoOn()) await condition(canGoOn);
     if (queue.length > 0 && historyIsLong(input)) {
       // Keep each run's history bounded (1,000-shot episodes): let running takes finish, then carry on in a
       // fresh run with the same workflow id, carrying every result, the queue and what was learned.
