@@ -8,7 +8,7 @@ import { temporal } from '@temporalio/proto';
 import { DEFAULT_GENERATION } from '../src/config';
 import { scanRun } from '../src/runs/scan';
 import { readTaskRecord } from '../src/runs/taskRecord';
-import { DEFAULT_POLL_SCHEDULE } from '../src/workflows/polling';
+import { DEFAULT_POLL_SCHEDULE, endgameShotsFor } from '../src/workflows/polling';
 import { episodeProgressQuery, regenerateUpdate } from '../src/workflows/messages';
 import { shotWorkflowId } from '../src/workflows/ids';
 import { activitiesScheduled, maybeRecordHistory } from './helpers/histories';
@@ -168,14 +168,16 @@ describe('episodeWorkflow', () => {
     expect(after.at(-1)).toBe(maxSeconds);
   });
 
-  it('tells up to eight running shots to check more often once nothing is queued', async () => {
-    // Four takes that never finish, all started at once: the episode waits on them alone from the start.
+  it('hints as many running shots as its size calls for: 4 % of them, 3 to 8', async () => {
+    expect([1, 20, 100, 150, 200, 1000].map(endgameShotsFor)).toEqual([3, 3, 4, 6, 8, 8]);
+    // Four takes that never finish, all started at once, in an episode that hints four (as one of 100 shots
+    // would): the episode waits on them alone from the start. With 3, none would be hinted until one ended.
     const shots = Array.from({ length: 4 }, (_, i) => ({ episode: 1, shot: i + 1, prompt: `卡住 ${i + 1} [emulator:stuck]` }));
-    const input = await episodeInput(shots, { maxInFlight: 4, deadlineSeconds: 60 });
+    const input = await episodeInput(shots, { maxInFlight: 4, deadlineSeconds: 60, endgameShots: 4 });
     const handle = await run(input);
     const result = await handle.result();
     expect(result.shots.map((s) => s.errorCode)).toEqual(['DeadlineExceeded', 'DeadlineExceeded', 'DeadlineExceeded', 'DeadlineExceeded']);
-    await maybeRecordHistory('episode-endgame-eight', pipeline.env.client.workflow.getHandle(handle.workflowId));
+    await maybeRecordHistory('episode-endgame-by-size', pipeline.env.client.workflow.getHandle(handle.workflowId));
     const { endgameSeconds } = DEFAULT_POLL_SCHEDULE;
     for (const s of shots) {
       const events = (await pipeline.env.client.workflow.getHandle(shotWorkflowId(input.runId, 1, s.shot, 1)).fetchHistory()).events ?? [];

@@ -27,8 +27,8 @@ describe('replay of recorded histories', () => {
       // Shots recorded with a marker per patch, before 'shot-patches-1' stood for all of them.
       'shot-success.v2.binpb', 'shot-deadline.v2.binpb', 'shot-failed.v2.binpb', 'shot-poll-hint.v2.binpb', 'shot-search-attributes.v2.binpb',
       'shot-image-as-is.v2.binpb',
-      // Poll hints to up to eight running takes (patch 'endgame-eight-shots'), and before it (three).
-      'episode-endgame-eight.binpb', 'episode-endgame-eight.v1.binpb',
+      // Poll hints to as many running takes as the episode's size calls for (patch 'endgame-shots-by-size'), and before it (three).
+      'episode-endgame-by-size.binpb', 'episode-endgame-by-size.v1.binpb',
       // A hint that came just before the expected window closed: held on past it (patch 'hint-past-window'), and before it (lapsed with the window).
       'shot-poll-hint-window.binpb', 'shot-poll-hint-window.v1.binpb',
     ]));

@@ -9,7 +9,7 @@ import {
 import { episodeProgressQuery, pollHintSignal, regenerateUpdate, shotPhaseSignal } from './messages';
 import type { Activities } from '../activities';
 import { shotWorkflowId } from './ids';
-import { addSample, estimateGeneration } from './polling';
+import { addSample, endgameShotsFor, estimateGeneration } from './polling';
 import { shotWorkflow } from './shot';
 import { I2V_STATE, shotSearchAttributes } from './searchAttributes';
 import type {
@@ -31,26 +31,16 @@ interface ShotState {
   autoRetries: number;
   /** The running take's workflow, once started. */
   child?: ChildWorkflowHandle<typeof shotWorkflow>;
-  /** The running take has been told to check more often (see ENDGAME_SHOTS). */
+  /** The running take has been told to check more often (see endgameShotsFor). */
   hinted?: boolean;
 }
 
-/**
- * When nothing is queued and at most this many takes are still running, the whole episode waits on them: each
- * is told to check every `poll.endgameSeconds` from then on, so the episode ends as soon as they do. A few
- * shots checking more often for a while cost little next to what the episode as a whole spends: 8 every 2 s
- * are 4 status checks a second, a fifth of the ~20 a second the provider's query endpoint allows.
- */
-const ENDGAME_SHOTS = 8;
-/**
- * Before patch ENDGAME_EIGHT: an episode's last few tasks often end within seconds of each other, and with 3 the
- * hint went out only once all but 3 were seen finished, too late for most of them (npm run bench).
- */
+/** Before patch ENDGAME_BY_SIZE. */
 const ENDGAME_SHOTS_BEFORE = 3;
 /** Patch: the episode sends poll hints to its last running takes. */
 const ENDGAME_HINTS = 'endgame-poll-hints';
-/** Patch: poll hints go to the last ENDGAME_SHOTS running takes, not ENDGAME_SHOTS_BEFORE. */
-const ENDGAME_EIGHT = 'endgame-eight-shots';
+/** Patch: poll hints go to the last endgameShotsFor(shots) running takes (or input.endgameShots), not 3. */
+const ENDGAME_BY_SIZE = 'endgame-shots-by-size';
 
 export async function episodeWorkflow(input: EpisodeWorkflowInput): Promise<EpisodeResult> {
   const doneByKey = new Map(input.done.map((r) => [r.key, r]));
@@ -141,7 +131,9 @@ export async function episodeWorkflow(input: EpisodeWorkflowInput): Promise<Epis
     }
   };
 
-  void hintLastShots(shots, queue, input.poll.endgameSeconds ?? input.poll.initialSeconds);
+  // Decided in the run's first workflow task, so a history without the marker is one recorded by older code.
+  const endgameShots = patched(ENDGAME_BY_SIZE) ? input.endgameShots ?? endgameShotsFor(input.shots.length) : ENDGAME_SHOTS_BEFORE;
+  void hintLastShots(shots, queue, endgameShots, input.poll.endgameSeconds ?? input.poll.initialSeconds);
 
   const canGoOn = (): boolean => (queue.length > 0 && inFlight < input.maxInFlight) || inFlight === 0;
   for (;;) {
@@ -180,9 +172,7 @@ export async function episodeWorkflow(input: EpisodeWorkflowInput): Promise<Epis
 }
 
 /** Runs for the life of the episode run: tells each of its last few running takes, once, to check more often. */
-async function hintLastShots(shots: Map<string, ShotState>, queue: string[], everySeconds: number): Promise<void> {
-  // Decided in the run's first workflow task, so a history without the marker is one recorded by older code.
-  const endgameShots = patched(ENDGAME_EIGHT) ? ENDGAME_SHOTS : ENDGAME_SHOTS_BEFORE;
+async function hintLastShots(shots: Map<string, ShotState>, queue: string[], endgameShots: number, everySeconds: number): Promise<void> {
   const toHint = (): ShotState[] => {
     if (queue.length > 0) return [];
     const running = [...shots.values()].filter((s) => s.running);

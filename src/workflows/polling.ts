@@ -75,3 +75,15 @@ export function addSample(samples: readonly number[], seconds: number): number[]
 function roundMs(seconds: number): number {
   return Math.round(seconds * 1000) / 1000;
 }
+
+/**
+ * When nothing is queued and at most this many takes are still running, the whole episode waits on them: each
+ * is told to check every `poll.endgameSeconds` from then on, so the episode ends as soon as they do. 4 % of the
+ * episode's shots, at least 3 and at most 8: a large episode's last tasks often end within seconds of each other,
+ * and with 3 the hint went out only once all but 3 were seen finished, too late for most of them (npm run bench);
+ * a hinted take checks every 2 s until it ends, so a small episode hints few, where eight would be most of its
+ * tail. Eight every 2 s are 4 status checks a second, a fifth of the ~20 a second the query endpoint allows.
+ */
+export function endgameShotsFor(shots: number): number {
+  return Math.min(8, Math.max(3, Math.round(shots * 0.04)));
+}

@@ -116,6 +116,8 @@ export interface EpisodeWorkflowInput {
   queues?: ActivityQueues;
   /** History events per run before continuing as new (default 5,000, or sooner if the server suggests). */
   maxEventsPerRun?: number;
+  /** Running takes the episode tells to check more often at its end (default endgameShotsFor(shots.length)). */
+  endgameShots?: number;
   /** State carried over from the previous run of this episode (continue-as-new). */
   carry?: EpisodeCarry;
 }
